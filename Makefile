@@ -1,0 +1,34 @@
+# The collector's commands. `make run` and `make test` work from a fresh clone.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+BROKER_PORT ?= 9092
+AID ?= 1
+export BROKER_PORT
+
+.PHONY: install run test lint events clean
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test,dev]'
+	touch $@
+
+run: $(STAMP)  ## serve on http://127.0.0.1:8000, with an embedded broker unless KAFKA_BOOTSTRAP_SERVERS is set
+	$(BIN)/python dev/broker.py run -- $(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
+
+test: $(STAMP)  ## the whole suite, integration tests against a real broker included
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check app dev tests wsgi.py gunicorn.conf.py
+	$(BIN)/mypy
+
+events: $(STAMP)  ## print the events of account AID (default 1) from the running broker
+	@$(BIN)/python dev/events.py $(AID)
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,93 @@
+"""The collect route: read the body, curate it into an event, queue it, answer 204."""
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from flask import Blueprint, Response, request
+from marshmallow import ValidationError
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from .errors import APIError
+from .producer import Unavailable, producer
+from .schemas import make_event, new_event_id, path_schema
+
+bp = Blueprint("collect", __name__)
+
+
+class NoContent(Response):
+    """The empty answer of a tracked event: no body, so no Content-Type either."""
+
+    default_mimetype = None
+    default_status = 204
+
+
+FORM = "application/x-www-form-urlencoded"
+
+
+def _summary(errors: dict[str, Any]) -> str:
+    return "; ".join(f"{field} {why[0] if isinstance(why, list) else why}" for field, why in errors.items())
+
+
+def read_ids(aid: str, tid: str) -> dict[str, str]:
+    """The account and tracker ids of the path, canonical; a 404 when malformed."""
+    try:
+        return path_schema.load({"aid": aid, "tid": tid})  # type: ignore[no-any-return]
+    except ValidationError as exc:
+        errors = exc.normalized_messages()
+        raise APIError(404, f"no such collect path: {_summary(errors)}", errors) from None
+
+
+def read_body() -> dict[str, Any]:
+    """The request body as a JSON object; a 4xx that says what is wrong otherwise."""
+    mimetype = request.mimetype
+    if mimetype not in ("", "application/json", "text/plain") and not mimetype.endswith("+json"):
+        hint = " (curl -d sends that: add -H 'Content-Type: application/json')" if mimetype == FORM else ""
+        raise APIError(415, f"Content-Type must be application/json or text/plain, not {mimetype}{hint}")
+    charset = request.mimetype_params.get("charset", "utf-8").lower()
+    if charset not in ("utf-8", "utf8"):
+        raise APIError(415, f"the body must be UTF-8, not {charset}")
+    try:
+        data = request.get_data(cache=False)
+    except RequestEntityTooLarge:
+        limit = request.max_content_length
+        raise APIError(413, f"the body is larger than the limit of {limit} bytes") from None
+    if not data:
+        raise APIError(400, "the body is empty: send the event as a JSON object")
+    try:
+        body = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        try:
+            data.decode()
+        except UnicodeDecodeError as bad:
+            raise APIError(400, f"the body is not valid UTF-8 (byte {bad.start})") from None
+        raise APIError(400, f"the body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise APIError(400, f"the body must be a JSON object, not {type(body).__name__}")
+    return body
+
+
+def request_context() -> dict[str, Any]:
+    """What the request itself tells about the caller."""
+    context = {"ip": request.remote_addr, "user_agent": request.headers.get("User-Agent")}
+    if referer := request.headers.get("Referer"):
+        context["referer"] = referer
+    return context
+
+
+@bp.post("/collect/<aid>/<tid>/event")
+def track(aid: str, tid: str) -> Response:
+    """Track one event: ``204`` once it is queued, a JSON error saying what is wrong otherwise."""
+    event_id = new_event_id()
+    ids = read_ids(aid, tid)
+    body = read_body()
+    try:
+        event = make_event(event_id, ids["aid"], ids["tid"], body, request_context())
+    except ValidationError as exc:
+        errors = exc.normalized_messages()
+        raise APIError(400, f"the event was not tracked: {_summary(errors)}", errors) from None
+    try:
+        producer.send(event)
+    except Unavailable as exc:
+        raise APIError(503, f"the event was not tracked: {exc}", headers={"Retry-After": "1"}) from None
+    return NoContent()

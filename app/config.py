@@ -1,0 +1,100 @@
+"""Every setting of the collector, its type and default, read from the environment once."""
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A setting has a value the service cannot run with; the message names the variable."""
+
+
+def _text(name: str, default: str) -> Callable[[Mapping[str, str]], str]:
+    def read(env: Mapping[str, str]) -> str:
+        value = env.get(name, default).strip()
+        if not value:
+            raise ConfigError(f"{name} must not be empty")
+        return value
+
+    return read
+
+
+def _int(name: str, default: int, low: int, high: int) -> Callable[[Mapping[str, str]], int]:
+    def read(env: Mapping[str, str]) -> int:
+        raw = env.get(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+        if not low <= value <= high:
+            raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+        return value
+
+    return read
+
+
+def _choice(name: str, default: str, choices: tuple[str, ...]) -> Callable[[Mapping[str, str]], str]:
+    def read(env: Mapping[str, str]) -> str:
+        value = env.get(name, default).strip().lower()
+        if value not in choices:
+            raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    return read
+
+
+def _topic_template(env: Mapping[str, str]) -> str:
+    name = "COLLECTOR_TOPIC_TEMPLATE"
+    value = _text(name, "events.{aid}")(env)
+    if value.count("{aid}") != 1:
+        raise ConfigError(f"{name} must contain {{aid}} exactly once, got {value!r}")
+    # The longest id (a UUID) must still make a legal Kafka topic name.
+    example = value.replace("{aid}", "0" * 36)
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", example):
+        raise ConfigError(
+            f"{name} must give a legal Kafka topic name (letters, digits, '.', '_', '-',"
+            f" at most 249 characters with a 36-character id), got {value!r}"
+        )
+    return value
+
+
+def _servers(env: Mapping[str, str]) -> list[str]:
+    name = "KAFKA_BOOTSTRAP_SERVERS"
+    servers = [s.strip() for s in _text(name, "127.0.0.1:9092")(env).split(",") if s.strip()]
+    for server in servers:
+        host, _, port = server.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"{name} must be a comma-separated host:port list, got {server!r}")
+    return servers
+
+
+#: Flask config key -> reader of the environment. The README's configuration table mirrors it.
+SETTINGS: dict[str, Callable[[Mapping[str, str]], Any]] = {
+    "KAFKA_BOOTSTRAP_SERVERS": _servers,
+    "COLLECTOR_TOPIC_TEMPLATE": _topic_template,
+    "COLLECTOR_MAX_BODY_BYTES": _int("COLLECTOR_MAX_BODY_BYTES", 64 * 1024, 1024, 16 * 1024 * 1024),
+    "COLLECTOR_MAX_PENDING": _int("COLLECTOR_MAX_PENDING", 10_000, 1, 10_000_000),
+    "COLLECTOR_MAX_PENDING_BYTES": _int(
+        "COLLECTOR_MAX_PENDING_BYTES", 32 * 1024 * 1024, 64 * 1024, 8 * 1024**3
+    ),
+    "COLLECTOR_KAFKA_ACKS": _choice("COLLECTOR_KAFKA_ACKS", "all", ("all", "1")),
+    "COLLECTOR_KAFKA_LINGER_MS": _int("COLLECTOR_KAFKA_LINGER_MS", 50, 0, 1000),
+    "COLLECTOR_KAFKA_COMPRESSION": _choice(
+        "COLLECTOR_KAFKA_COMPRESSION", "none", ("none", "gzip", "snappy", "lz4", "zstd")
+    ),
+    "COLLECTOR_KAFKA_MAX_BLOCK_MS": _int("COLLECTOR_KAFKA_MAX_BLOCK_MS", 1000, 10, 60_000),
+    "COLLECTOR_KAFKA_DELIVERY_TIMEOUT_MS": _int(
+        "COLLECTOR_KAFKA_DELIVERY_TIMEOUT_MS", 30_000, 3000, 600_000
+    ),
+    "COLLECTOR_SHUTDOWN_FLUSH_MS": _int("COLLECTOR_SHUTDOWN_FLUSH_MS", 10_000, 0, 300_000),
+}
+
+
+def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Read every setting from ``env`` (default: the process environment), failing on a bad value."""
+    env = os.environ if env is None else env
+    return {key: read(env) for key, read in SETTINGS.items()}

