@@ -2,8 +2,10 @@
 
 A request never talks to the broker: it appends the serialized record to this process's
 outbox and returns. A sender thread hands records to kafka-python, whose own I/O thread
-delivers them. The outbox counts every event from ``put`` until Kafka acknowledges it,
-and refuses new ones (``Unavailable``, a 503) above the configured count or bytes.
+delivers them. What Kafka fails, what does not fit the outbox's bound (count and bytes),
+and what an exiting worker still holds goes to the spool on disk; once anything is spooled,
+new events queue behind it there until a replayer thread has delivered it all. When the
+spool cannot keep an event either, ``put`` raises ``Unavailable`` (a 503).
 This is the one module that imports ``kafka``.
 """
 from __future__ import annotations
@@ -15,10 +17,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 from flask import Flask, current_app
+from kafka import KafkaProducer
+from kafka.errors import IllegalStateError, KafkaError, KafkaTimeoutError
+
+from .spool import Record, Spool, SpoolFull
 
 log = logging.getLogger(__name__)
 EXTENSION = "collector.producer"
@@ -28,19 +34,8 @@ class Unavailable(Exception):
     """The collector cannot keep this event now: the caller should retry later (503)."""
 
 
-class Record(NamedTuple):
-    """One Kafka record, as it will be sent."""
-
-    event_id: str
-    topic: str
-    key: bytes
-    value: bytes
-
-
 def kafka_producer(**configs: Any) -> Any:
     """Create a kafka-python producer (the default factory; tests pass a fake one)."""
-    from kafka import KafkaProducer
-
     return KafkaProducer(**configs)
 
 
@@ -67,43 +62,60 @@ def producer_configs(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class Outbox:
-    """This process's bounded queue of events on their way to Kafka."""
+    """This process's bounded queue of events on their way to Kafka, and its spool."""
+
+    REPLAY_CHUNK = 500
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         self.template: str = config["COLLECTOR_TOPIC_TEMPLATE"]
         self.max_pending: int = config["COLLECTOR_MAX_PENDING"]
         self.max_pending_bytes: int = config["COLLECTOR_MAX_PENDING_BYTES"]
-        self.flush_ms: int = config["COLLECTOR_SHUTDOWN_FLUSH_MS"]
+        self.flush_s: float = config["COLLECTOR_SHUTDOWN_FLUSH_MS"] / 1000
+        self.replay_s: float = config["COLLECTOR_SPOOL_REPLAY_MS"] / 1000
+        self.delivery_s: float = config["COLLECTOR_KAFKA_DELIVERY_TIMEOUT_MS"] / 1000
         self.factory: Callable[..., Any] = config.get("COLLECTOR_KAFKA_FACTORY") or kafka_producer
         self.configs = producer_configs(config)
+        self.spool = Spool(config["COLLECTOR_SPOOL_DIR"], config["COLLECTOR_SPOOL_MAX_BYTES"])
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._pid = 0
         self._reset()
 
     def _reset(self) -> None:
-        self._queue: deque[Record] = deque()
-        self._pending = 0
+        self._queue: deque[Record] = deque()  # accepted, not yet handed to kafka-python
+        self._inflight: dict[int, Record] = {}  # handed to kafka-python, not yet acknowledged
+        self._seq = 0
+        self._pending = 0  # len(queue) + len(inflight), and their bytes
         self._pending_bytes = 0
+        self._progress = time.monotonic()  # last acknowledgement or failure
+        self._spooling = False  # new events go to the spool, behind the ones there, until it drains
+        self._broken = False  # the producer failed in a way only a new one mends
         self._closing = False
+        self._stop = threading.Event()
         self._producer: Any = None
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
     @property
     def pending(self) -> int:
-        """Events accepted by this process and not yet acknowledged by Kafka."""
+        """Events accepted by this process and not yet acknowledged by Kafka nor spooled."""
         return self._pending
 
     def start(self) -> None:
-        """Create this process's producer and sender thread (after a fork: anew)."""
+        """Create this process's producer and threads (after a fork: anew)."""
         with self._lock:
             if self._pid == os.getpid():
                 return
             self._reset()
             self._producer = self.factory(**self.configs)
-            self._thread = threading.Thread(target=self._run, name="collector-sender", daemon=True)
-            self._thread.start()
+            self._threads = [
+                threading.Thread(target=self._run, name="collector-sender", daemon=True),
+                threading.Thread(target=self._replay_loop, name="collector-replayer", daemon=True),
+            ]
             self._pid = os.getpid()
+        for thread in self._threads:
+            thread.start()
+        if problem := self.spool.check():
+            log.error("the spool cannot be written (%s): events Kafka fails will be lost", problem)
 
     def put(self, event: dict[str, Any]) -> None:
         """Queue one internal event for its account's topic; raises ``Unavailable``."""
@@ -119,12 +131,34 @@ class Outbox:
         with self._lock:
             if self._closing:
                 raise Unavailable("the collector is shutting down")
-            if self._pending >= self.max_pending or self._pending_bytes + size > self.max_pending_bytes:
-                raise Unavailable("too many events are waiting for Kafka")
-            self._queue.append(record)
-            self._pending += 1
-            self._pending_bytes += size
-            self._wake.notify()
+            if (not self._spooling and self._pending < self.max_pending
+                    and self._pending_bytes + size <= self.max_pending_bytes):
+                self._queue.append(record)
+                self._pending += 1
+                self._pending_bytes += size
+                self._wake.notify()
+                return
+            self._to_spool([record])
+
+    def _to_spool(self, records: list[Record], why: str = "more events than the outbox holds") -> None:
+        """Keep records on disk for the replayer (the caller holds the lock)."""
+        if not self._spooling:
+            log.warning("spooling events until the spool drains: %s", why)
+            self._spooling = True
+        try:
+            self.spool.append(records)
+        except (SpoolFull, OSError) as exc:
+            raise Unavailable(f"Kafka is not taking events now and the spool cannot keep them ({exc})") from None
+
+    def _spool_or_lose(self, records: list[Record], why: str) -> None:
+        """Spool records this process held; they were answered 204, so say loudly if that fails."""
+        try:
+            self._to_spool(records, why)
+        except Unavailable as exc:
+            for record in records:
+                log.error("event %s LOST: %s (%s)", record.event_id, exc, why)
+
+    # -- the sender thread: queue -> kafka-python ------------------------------------------
 
     def _run(self) -> None:
         while True:
@@ -132,48 +166,147 @@ class Outbox:
                 while not self._queue and not self._closing:
                     self._wake.wait()
                 batch, self._queue = self._queue, deque()
-                if not batch:
-                    return
+            if not batch:
+                return
             for record in batch:
                 self._send(record)
 
     def _send(self, record: Record) -> None:
+        with self._lock:
+            if self._spooling:  # behind what is already spooled, in order
+                self._pending -= 1
+                self._pending_bytes -= len(record.value)
+                self._spool_or_lose([record], "behind spooled events")
+                return
+            self._seq += 1
+            seq = self._seq
+            if not self._inflight:
+                self._progress = time.monotonic()
+            self._inflight[seq] = record  # counted in flight from here on, not in the queue
         try:
             future = self._producer.send(record.topic, key=record.key, value=record.value)
-        except Exception as exc:  # noqa: BLE001 - a broker timeout or a broken producer
-            self._failed(record, exc)
+        except Exception as exc:  # noqa: BLE001 - a metadata timeout, or a broken producer
+            if not isinstance(exc, KafkaTimeoutError):
+                self._broken = True
+            self._failed(seq, exc)
         else:
-            future.add_callback(self._delivered, record)
-            future.add_errback(self._failed, record)
+            future.add_callback(self._delivered, seq)
+            future.add_errback(self._failed, seq)
 
-    def _settle(self, record: Record) -> None:
-        with self._lock:
+    def _take(self, seq: int) -> Record | None:
+        record = self._inflight.pop(seq, None)
+        if record is not None:
             self._pending -= 1
             self._pending_bytes -= len(record.value)
+            self._progress = time.monotonic()
+        return record
 
-    def _delivered(self, record: Record, metadata: Any) -> None:
-        self._settle(record)
+    def _delivered(self, seq: int, metadata: Any) -> None:
+        with self._lock:
+            self._take(seq)
 
-    def _failed(self, record: Record, exc: BaseException) -> None:
-        self._settle(record)
-        log.error("event %s not delivered to %s: %r", record.event_id, record.topic, exc)
+    def _failed(self, seq: int, exc: BaseException) -> None:
+        with self._lock:
+            record = self._take(seq)
+            if record is not None:
+                self._spool_or_lose([record], f"not delivered: {exc!r}")
+
+    # -- the replayer thread: spool -> kafka-python ----------------------------------------
+
+    def _replay_loop(self) -> None:
+        while not self._stop.wait(self.replay_s):
+            try:
+                self.replay()
+            except Exception:  # noqa: BLE001 - keep replaying; the next pass may succeed
+                log.exception("spool replay failed")
+
+    def replay(self) -> None:
+        """One pass: mend the producer if need be, replay every spool file nobody holds."""
+        with self._lock:
+            wedged = bool(self._inflight) and time.monotonic() - self._progress > 2 * self.delivery_s
+        if self._broken or wedged:
+            self._replace_producer("wedged" if wedged else "broken")
+        self.spool.rotate()
+        for path in self.spool.files():
+            claim = self.spool.claim(path)
+            if claim is None:
+                continue
+            try:
+                for chunk in claim.chunks(self.REPLAY_CHUNK):
+                    if self._stop.is_set() or not self._deliver(chunk):
+                        return  # Kafka is not taking them yet: the next pass retries the file
+                claim.done()
+                log.info("replayed spool file %s", path.name)
+            finally:
+                self.spool.release(claim)
+        with self._lock:
+            if self._spooling and not self.spool.writing and not self.spool.own_files():
+                self._spooling = False
+                log.info("spool drained: sending events to Kafka directly again")
+
+    def _deliver(self, records: list[Record]) -> bool:
+        """Send records and wait for Kafka to acknowledge them all."""
+        outcomes: list[BaseException | None] = []
+        settled = threading.Condition()
+
+        def settle(outcome: BaseException | None) -> None:
+            with settled:
+                outcomes.append(outcome)
+                settled.notify()
+
+        try:
+            for r in records:
+                future = self._producer.send(r.topic, key=r.key, value=r.value)
+                future.add_callback(lambda _: settle(None))
+                future.add_errback(settle)
+        except Exception as exc:  # noqa: BLE001 - Kafka is still down, or the producer broke
+            outcomes.append(exc)
+            if not isinstance(exc, KafkaError) or isinstance(exc, IllegalStateError):
+                self._broken = True
+        with settled:
+            settled.wait_for(lambda: len(outcomes) >= len(records) or any(outcomes), self.delivery_s + 1)
+            failures = [o for o in outcomes if o is not None]
+            if not failures and len(outcomes) == len(records):
+                return True
+        log.warning("spool replay waits for Kafka: %r", failures[0] if failures else "no answer")
+        return False
+
+    def _replace_producer(self, why: str) -> None:
+        """Swap in a new producer; spool what the old one held."""
+        log.error("replacing the Kafka producer (%s)", why)
+        old, self._producer = self._producer, self.factory(**self.configs)
+        self._broken = False
+        with self._lock:
+            stranded = [self._take(seq) for seq in list(self._inflight)]
+            self._spool_or_lose([r for r in stranded if r is not None], f"the producer was {why}")
+        with contextlib.suppress(Exception):
+            old.close(timeout=0)
 
     def close(self) -> None:
-        """Deliver what is queued within the shutdown deadline, then close the producer."""
+        """At exit: deliver what is held within the deadline, spool the rest, close the producer."""
         if self._pid != os.getpid():
             return
-        deadline = time.monotonic() + self.flush_ms / 1000
+        deadline = time.monotonic() + self.flush_s
         with self._lock:
             self._closing = True
             self._wake.notify()
-        assert self._thread is not None
-        self._thread.join(max(0.0, deadline - time.monotonic()))
+        self._stop.set()
+        self._threads[0].join(max(0.0, deadline - time.monotonic()))
         try:
             self._producer.flush(timeout=max(0.0, deadline - time.monotonic()))
         except Exception as exc:  # noqa: BLE001 - the deadline passed
-            log.error("%d events still pending at shutdown: %r", self._pending, exc)
-        with contextlib.suppress(Exception):  # already reported above
+            log.warning("Kafka did not acknowledge everything before the deadline: %r", exc)
+        with self._lock:
+            left = list(self._queue) + list(self._inflight.values())
+            self._queue.clear()
+            self._inflight.clear()
+            self._pending = self._pending_bytes = 0
+            if left:
+                log.warning("%d events not acknowledged at exit: spooled for the next worker", len(left))
+                self._spool_or_lose(left, "the worker is exiting")
+        with contextlib.suppress(Exception):
             self._producer.close(timeout=0)
+        self.spool.rotate()
         self._pid = 0
 
 

@@ -4,17 +4,20 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from kafka.errors import IllegalStateError, KafkaTimeoutError
 from kafka.future import Future
 
 from app import create_app
@@ -37,33 +40,79 @@ def wait_until(check: Callable[[], Any], timeout: float = 10.0, what: str = "con
 
 
 class FakeKafkaProducer:
-    """kafka-python's producer interface, recording what is sent; ``fail_with`` fails deliveries."""
+    """kafka-python's producer interface, recording what it is sent.
+
+    ``mode``: "ok" acknowledges at once, "fail" fails each delivery with ``error``, "hold"
+    never answers (a stalled broker); ``raise_on_send`` makes ``send`` itself raise.
+    """
+
+    instances: list[FakeKafkaProducer] = []
 
     def __init__(self, **configs: Any) -> None:
         self.configs = configs
         self.sent: list[tuple[str, bytes, bytes]] = []
-        self.fail_with: Exception | None = None
+        self.mode = "ok"
+        self.error: Exception = KafkaTimeoutError("Batch expired")
+        self.raise_on_send: Exception | None = None
+        self.held: list[tuple[Future, tuple[str, bytes, bytes]]] = []
         self.closed = False
+        FakeKafkaProducer.instances.append(self)
 
     def send(self, topic: str, value: bytes | None = None, key: bytes | None = None) -> Future:
+        if self.closed:
+            raise IllegalStateError("KafkaProducer already closed!")
+        if self.raise_on_send is not None:
+            raise self.raise_on_send
         future = Future()
-        if self.fail_with is not None:
-            return future.failure(self.fail_with)
+        if self.mode == "fail":
+            return future.failure(self.error)
+        if self.mode == "hold":
+            self.held.append((future, (topic, key, value)))  # type: ignore[arg-type]
+            return future
         self.sent.append((topic, key, value))  # type: ignore[arg-type]
         return future.success(None)
 
+    def release(self) -> None:
+        """The stalled broker answers: acknowledge what it held, from now on at once."""
+        self.mode = "ok"
+        held, self.held = self.held, []
+        for future, record in held:
+            self.sent.append(record)
+            future.success(None)
+
     def flush(self, timeout: float | None = None) -> None:
-        pass
+        if self.held:
+            raise KafkaTimeoutError("flush timed out")
 
     def close(self, timeout: float | None = None) -> None:
         self.closed = True
 
 
+def records(fake: FakeKafkaProducer) -> list[dict[str, Any]]:
+    """What a fake producer was sent: topic, key and the decoded value."""
+    return [{"topic": t, "key": k.decode(), "value": json.loads(v)} for t, k, v in fake.sent]
+
+
 @pytest.fixture
-def app() -> Iterator[Flask]:
-    app = create_app({"TESTING": True, "COLLECTOR_KAFKA_FACTORY": FakeKafkaProducer})
-    yield app
-    producer.outbox(app).close()
+def make_app(tmp_path: Path) -> Iterator[Callable[..., Flask]]:
+    """Build apps with a fake Kafka producer and a spool under ``tmp_path``; closes them after."""
+    apps: list[Flask] = []
+
+    def make(**config: Any) -> Flask:
+        app = create_app({"TESTING": True, "COLLECTOR_KAFKA_FACTORY": FakeKafkaProducer,
+                          "COLLECTOR_SPOOL_DIR": str(tmp_path / "spool"),
+                          "COLLECTOR_SPOOL_REPLAY_MS": 50, **config})
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        producer.outbox(app).close()
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Flask:
+    return make_app()
 
 
 @pytest.fixture
@@ -78,10 +127,7 @@ def sent(app: Flask) -> Callable[[], list[dict[str, Any]]]:
     def read() -> list[dict[str, Any]]:
         outbox: Outbox = producer.outbox(app)
         wait_until(lambda: outbox.pending == 0, what="the outbox to drain")
-        fake = outbox._producer
-        return [] if fake is None else [
-            {"topic": t, "key": k.decode(), "value": json.loads(v)} for t, k, v in fake.sent
-        ]
+        return [] if outbox._producer is None else records(outbox._producer)
 
     return read
 
@@ -97,11 +143,12 @@ def broker() -> Iterator[Broker]:
 class Collector:
     """gunicorn serving wsgi:app as a subprocess, on a free loopback port."""
 
-    def __init__(self, servers: str, env: dict[str, str] | None = None, workers: int = 2) -> None:
+    def __init__(self, servers: str, workdir: Path, env: dict[str, str] | None = None, workers: int = 2) -> None:
+        """Serve with the spool in ``workdir/spool`` (unless ``env`` says otherwise), the log beside it."""
         self.port = free_port()
-        self.log = ROOT / ".pytest_cache" / f"gunicorn-{self.port}.log"
-        self.log.parent.mkdir(exist_ok=True)
-        self.env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": servers, **(env or {})}
+        self.log = workdir / f"gunicorn-{self.port}.log"
+        self.env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": servers,
+                    "COLLECTOR_SPOOL_DIR": str(workdir / "spool"), **(env or {})}
         self.workers = workers
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -115,6 +162,11 @@ class Collector:
         wait_for_port(self.port, proc=self.proc)
         wait_until(lambda: len(self.worker_pids()) == self.workers, what=f"{self.workers} workers")
         return self
+
+    def slowest_request_ms(self) -> int:
+        """The longest time gunicorn's access log shows for a collect request."""
+        times = re.findall(r'"POST /collect/[^"]*" \d{3} \S+ (\d+)ms ', self.log.read_text())
+        return max(map(int, times), default=0)
 
     def worker_pids(self) -> list[int]:
         """The pids of gunicorn's worker processes now."""
@@ -144,10 +196,27 @@ class Collector:
         return self.request("POST", f"/collect/{aid}/{tid}/event", json.dumps(event).encode(),
                             {"Content-Type": "application/json", **(headers or {})})
 
+    def post_many(self, aid: str, keys: Iterable[str], threads: int = 4) -> dict[str, tuple[int, float]]:
+        """Post one event per key (its instance_id), a few at a time: key -> (status, seconds).
+
+        A request that fails at the socket (refused, reset, timed out) has status 0.
+        """
+        def post(key: str) -> tuple[str, tuple[int, float]]:
+            began = time.monotonic()
+            try:
+                status = self.post_event({"action": "view", "object": "o", "vendor": "v", "product": "p",
+                                          "instance_id": key}, aid=aid)[0]
+            except OSError:
+                status = 0
+            return key, (status, time.monotonic() - began)
+
+        with ThreadPoolExecutor(threads) as pool:
+            return dict(pool.map(post, keys))
+
 
 @pytest.fixture
-def collector(broker: Broker) -> Iterator[Collector]:
-    c = Collector(broker.servers).start()
+def collector(broker: Broker, tmp_path: Path) -> Iterator[Collector]:
+    c = Collector(broker.servers, tmp_path).start()
     yield c
     c.stop()
 

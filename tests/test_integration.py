@@ -85,9 +85,9 @@ def test_bad_input_over_http_is_json_and_never_reaches_kafka(collector, read_top
     assert [r.key for r in records] == [b"only"]
 
 
-def test_sigterm_flushes_what_the_workers_hold(broker, read_topic):
+def test_sigterm_flushes_what_the_workers_hold(broker, read_topic, tmp_path):
     aid = new_account()
-    collector = Collector(broker.servers, env={"COLLECTOR_KAFKA_LINGER_MS": "1000"}).start()
+    collector = Collector(broker.servers, tmp_path, env={"COLLECTOR_KAFKA_LINGER_MS": "1000"}).start()
     try:
         for i in range(30):
             assert collector.post_event({"action": "a", "object": "o", "vendor": "v", "product": "p",
@@ -95,6 +95,7 @@ def test_sigterm_flushes_what_the_workers_hold(broker, read_topic):
     finally:
         assert collector.stop(signal.SIGTERM) == 0
     assert len(read_topic(f"events.{aid}", count=30)) == 30
+    assert not list((tmp_path / "spool").glob("*.jsonl")), "delivered, so nothing was spooled"
 
 
 def test_events_command_prints_an_accounts_events(collector, broker):

@@ -1,0 +1,161 @@
+"""What a 204 promises, end to end: broker outages, a stalled broker, SIGTERM, a full disk.
+
+Each test counts the events answered 204 (by their unique instance_id, the record key)
+against the records found in Kafka. Requests are guarded against hangs by the client's
+socket timeout; their durations are printed, never asserted.
+"""
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+
+import pytest
+
+from dev.broker import Broker
+from dev.events import read_records
+
+from .conftest import Collector, wait_until
+from .test_integration import new_account
+
+pytestmark = pytest.mark.integration
+
+# Short Kafka timeouts so that failures show within a test's time.
+FAST = {"COLLECTOR_KAFKA_DELIVERY_TIMEOUT_MS": "4000", "COLLECTOR_KAFKA_MAX_BLOCK_MS": "500",
+        "COLLECTOR_SPOOL_REPLAY_MS": "200"}
+
+
+def keys_found(broker: Broker, topic: str, expected: set[str], timeout: float = 60) -> set[str]:
+    """The record keys of ``topic``, read until all of ``expected`` are there or ``timeout`` passes."""
+    found: set[str] = set()
+
+    def all_there() -> bool:
+        found.update(r.key.decode() for r in read_records(broker.servers, topic, timeout=5))
+        return expected <= found
+
+    with contextlib.suppress(AssertionError):  # the caller compares what was found
+        wait_until(all_there, timeout=timeout, what="every 204'd event in Kafka")
+    return found
+
+
+def report(name: str, results: dict[str, tuple[int, float]], collector: Collector) -> None:
+    durations = sorted(d for _, d in results.values())
+    statuses = {s: sum(1 for st, _ in results.values() if st == s) for s, _ in results.values()}
+    print(f"\n{name}: statuses {statuses}, request ms: median {durations[len(durations) // 2] * 1000:.1f}, "
+          f"p99 {durations[int(len(durations) * 0.99)] * 1000:.1f}, max {durations[-1] * 1000:.0f}, "
+          f"over 100 ms: {sum(d > 0.1 for d in durations)}; in gunicorn at most {collector.slowest_request_ms()} ms")
+
+
+def accepted(results: dict[str, tuple[int, float]]) -> set[str]:
+    return {key for key, (status, _) in results.items() if status == 204}
+
+
+def no_loss_logged(collector: Collector) -> None:
+    assert " LOST" not in collector.log.read_text()
+
+
+def test_broker_down_at_start_then_started(tmp_path):
+    broker = Broker()  # its port is chosen, nothing listens there yet
+    collector = Collector(broker.servers, tmp_path, env=FAST).start()
+    try:
+        aid = new_account()
+        results = collector.post_many(aid, (f"down-{i}" for i in range(300)))
+        report("broker down at start", results, collector)
+        assert accepted(results) == set(results), "the spool is writable: every event is kept"
+        with broker:
+            found = keys_found(broker, f"events.{aid}", set(results))
+            assert accepted(results) <= found
+            wait_until(lambda: not list((tmp_path / "spool").glob("*.jsonl")), what="the spool drained")
+    finally:
+        collector.stop()
+    no_loss_logged(collector)
+
+
+def test_broker_replaced_mid_load(tmp_path):
+    broker = Broker().start()
+    collector = Collector(broker.servers, tmp_path, env=FAST).start()
+    try:
+        aid = new_account()
+        before = collector.post_many(aid, (f"before-{i}" for i in range(100)))
+        assert accepted(before) == set(before)
+        broker.stop()
+        after = collector.post_many(aid, (f"after-{i}" for i in range(200)))
+        report("broker stopped", after, collector)
+        broker = Broker(broker.port).start()  # a new, empty broker on the same port
+        after.update(collector.post_many(aid, (f"back-{i}" for i in range(100))))
+        found = keys_found(broker, f"events.{aid}",
+                           accepted(after))
+        assert accepted(after) <= found
+        assert len(accepted(after)) >= 200
+    finally:
+        collector.stop()
+        broker.stop()
+    no_loss_logged(collector)
+
+
+def test_sigterm_mid_load_with_a_stalled_broker(tmp_path):
+    broker = Broker().start()
+    spool = tmp_path / "spool"
+    env = {**FAST, "COLLECTOR_SHUTDOWN_FLUSH_MS": "1500", "COLLECTOR_MAX_PENDING": "100"}
+    collector = Collector(broker.servers, tmp_path, env=env).start()
+    aid = new_account()
+    results: dict[str, tuple[int, float]] = {}
+    try:
+        results.update(collector.post_many(aid, (f"warm-{i}" for i in range(50))))
+        broker.pause()
+        stop = threading.Event()
+
+        def load() -> None:
+            i = 0
+            while not stop.is_set() and i < 5000:
+                results.update(collector.post_many(aid, (f"load-{i + j}" for j in range(20))))
+                i += 20
+
+        loader = threading.Thread(target=load)
+        loader.start()
+        wait_until(lambda: len(results) >= 300, timeout=60, what="load under way")
+        assert collector.stop(signal.SIGTERM) == 0
+        stop.set()
+        loader.join(60)
+        report("SIGTERM with a stalled broker", results, collector)
+        assert list(spool.glob("*.jsonl")), "what the stalled broker did not acknowledge was spooled"
+        broker.resume()
+        restarted = Collector(broker.servers, tmp_path, env=FAST).start()
+        try:
+            found = keys_found(broker, f"events.{aid}",
+                               accepted(results))
+            assert accepted(results) <= found
+            assert len(accepted(results)) >= 300
+            wait_until(lambda: not list(spool.glob("*.jsonl")), what="the spool drained")
+        finally:
+            restarted.stop()
+        no_loss_logged(restarted)
+    finally:
+        broker.stop()
+    no_loss_logged(collector)
+
+
+def test_spool_unwritable_and_queue_full_answers_503(tmp_path):
+    broker = Broker().start()
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    collector = Collector(broker.servers, tmp_path, env={
+        **FAST, "COLLECTOR_MAX_PENDING": "20", "COLLECTOR_SPOOL_DIR": str(not_a_dir / "spool")}).start()
+    try:
+        broker.pause()
+        results = collector.post_many(new_account(), (f"full-{i}" for i in range(100)))
+        report("spool unwritable, queue full", results, collector)
+        statuses = [status for status, _ in results.values()]
+        assert 0 not in statuses, "every request was answered"
+        assert set(statuses) == {204, 503}
+        assert statuses.count(204) <= 2 * 20  # two workers, 20 pending each
+        status, headers, body = collector.post_event(
+            {"action": "a", "object": "o", "vendor": "v", "product": "p", "instance_id": "x"})
+        assert status == 503
+        assert headers["Retry-After"] == "1"
+        assert b"the spool cannot keep them" in body
+        assert "the spool cannot be written" in collector.log.read_text()
+    finally:
+        broker.resume()
+        collector.stop()
+        broker.stop()
