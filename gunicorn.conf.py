@@ -15,6 +15,17 @@ accesslog = "-"
 # Several collectors may run on one host (tests, the benchmark); none needs gunicornc.
 control_socket_disable = True
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
+# The collector's own log lines in gunicorn's format, on stderr.
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "root": {"level": "INFO", "handlers": ["console"]},
+    # kafka-python logs every reconnect attempt as an error; the collector logs what it does about it.
+    "loggers": {"kafka": {"level": "CRITICAL"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {"plain": {"format": "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s",
+                             "datefmt": "%Y-%m-%d %H:%M:%S %z"}},
+}
 
 
 def post_worker_init(worker):

@@ -85,10 +85,10 @@ class Outbox:
         self._queue: deque[Record] = deque()  # accepted, not yet handed to kafka-python
         self._inflight: dict[int, Record] = {}  # handed to kafka-python, not yet acknowledged
         self._seq = 0
-        self._pending = 0  # len(queue) + len(inflight), and their bytes
-        self._pending_bytes = 0
+        self._held_bytes = 0  # of the queued and in-flight records
         self._progress = time.monotonic()  # last acknowledgement or failure
         self._spooling = False  # new events go to the spool, behind the ones there, until it drains
+        self._retry_at = 0.0  # the sender pauses till then (Kafka failed what the spool could not keep)
         self._broken = False  # the producer failed in a way only a new one mends
         self._closing = False
         self._stop = threading.Event()
@@ -97,8 +97,8 @@ class Outbox:
 
     @property
     def pending(self) -> int:
-        """Events accepted by this process and not yet acknowledged by Kafka nor spooled."""
-        return self._pending
+        """Events this process holds in memory: not yet acknowledged by Kafka, nor spooled."""
+        return len(self._queue) + len(self._inflight)
 
     def start(self) -> None:
         """Create this process's producer and threads (after a fork: anew)."""
@@ -127,62 +127,68 @@ class Outbox:
             event["instance_id"].encode(),
             orjson.dumps(event),
         )
-        size = len(record.value)
         with self._lock:
             if self._closing:
                 raise Unavailable("the collector is shutting down")
-            if (not self._spooling and self._pending < self.max_pending
-                    and self._pending_bytes + size <= self.max_pending_bytes):
-                self._queue.append(record)
-                self._pending += 1
-                self._pending_bytes += size
+            self._queue.append(record)
+            self._held_bytes += len(record.value)
+            if (self._spooling or self.pending > self.max_pending
+                    or self._held_bytes > self.max_pending_bytes):
+                try:
+                    self._spool([], "more events than the outbox holds")
+                except Unavailable:
+                    self._queue.pop()
+                    self._held_bytes -= len(record.value)
+                    raise
+            else:
                 self._wake.notify()
-                return
-            self._to_spool([record])
 
-    def _to_spool(self, records: list[Record], why: str = "more events than the outbox holds") -> None:
-        """Keep records on disk for the replayer (the caller holds the lock)."""
-        if not self._spooling:
-            log.warning("spooling events until the spool drains: %s", why)
-            self._spooling = True
+    def _spool(self, records: list[Record], why: str) -> None:
+        """Spool ``records``, then every queued record behind them, and keep spooling until the
+        replayer has drained the spool. The caller holds the lock. Raises ``Unavailable`` with
+        nothing changed when the spool cannot keep them."""
+        spooled = records + list(self._queue)
         try:
-            self.spool.append(records)
+            self.spool.append(spooled)
         except (SpoolFull, OSError) as exc:
             raise Unavailable(f"Kafka is not taking events now and the spool cannot keep them ({exc})") from None
+        self._held_bytes -= sum(len(r.value) for r in self._queue)
+        self._queue.clear()
+        if not self._spooling:
+            self._spooling = True
+            log.warning("spooling events until the spool drains: %s", why)
 
-    def _spool_or_lose(self, records: list[Record], why: str) -> None:
-        """Spool records this process held; they were answered 204, so say loudly if that fails."""
+    def _spool_or_retry(self, records: list[Record], why: str) -> None:
+        """Spool records answered 204 that Kafka did not take; when the spool cannot keep
+        them, keep them at the head of the queue and retry them after a pause."""
         try:
-            self._to_spool(records, why)
+            self._spool(records, why)
         except Unavailable as exc:
-            for record in records:
-                log.error("event %s LOST: %s (%s)", record.event_id, exc, why)
+            if time.monotonic() >= self._retry_at:  # once per pause, not once per event
+                log.error("events kept in memory to retry in %.1f s: %s (%s)", self.replay_s, exc, why)
+            self._queue.extendleft(reversed(records))
+            self._held_bytes += sum(len(r.value) for r in records)
+            self._retry_at = time.monotonic() + self.replay_s
+            self._wake.notify()
 
     # -- the sender thread: queue -> kafka-python ------------------------------------------
 
     def _run(self) -> None:
         while True:
             with self._lock:
-                while not self._queue and not self._closing:
-                    self._wake.wait()
-                batch, self._queue = self._queue, deque()
-            if not batch:
-                return
-            for record in batch:
-                self._send(record)
+                while not self._closing and (not self._queue or time.monotonic() < self._retry_at):
+                    self._wake.wait(max(0.0, self._retry_at - time.monotonic()) if self._queue else None)
+                if not self._queue:
+                    return
+                record = self._queue.popleft()
+                self._seq += 1
+                seq = self._seq
+                if not self._inflight:
+                    self._progress = time.monotonic()
+                self._inflight[seq] = record
+            self._send(seq, record)
 
-    def _send(self, record: Record) -> None:
-        with self._lock:
-            if self._spooling:  # behind what is already spooled, in order
-                self._pending -= 1
-                self._pending_bytes -= len(record.value)
-                self._spool_or_lose([record], "behind spooled events")
-                return
-            self._seq += 1
-            seq = self._seq
-            if not self._inflight:
-                self._progress = time.monotonic()
-            self._inflight[seq] = record  # counted in flight from here on, not in the queue
+    def _send(self, seq: int, record: Record) -> None:
         try:
             future = self._producer.send(record.topic, key=record.key, value=record.value)
         except Exception as exc:  # noqa: BLE001 - a metadata timeout, or a broken producer
@@ -196,8 +202,7 @@ class Outbox:
     def _take(self, seq: int) -> Record | None:
         record = self._inflight.pop(seq, None)
         if record is not None:
-            self._pending -= 1
-            self._pending_bytes -= len(record.value)
+            self._held_bytes -= len(record.value)
             self._progress = time.monotonic()
         return record
 
@@ -209,7 +214,7 @@ class Outbox:
         with self._lock:
             record = self._take(seq)
             if record is not None:
-                self._spool_or_lose([record], f"not delivered: {exc!r}")
+                self._spool_or_retry([record], f"not delivered: {exc!r}")
 
     # -- the replayer thread: spool -> kafka-python ----------------------------------------
 
@@ -278,7 +283,7 @@ class Outbox:
         self._broken = False
         with self._lock:
             stranded = [self._take(seq) for seq in list(self._inflight)]
-            self._spool_or_lose([r for r in stranded if r is not None], f"the producer was {why}")
+            self._spool_or_retry([r for r in stranded if r is not None], f"the producer was {why}")
         with contextlib.suppress(Exception):
             old.close(timeout=0)
 
@@ -297,13 +302,14 @@ class Outbox:
         except Exception as exc:  # noqa: BLE001 - the deadline passed
             log.warning("Kafka did not acknowledge everything before the deadline: %r", exc)
         with self._lock:
-            left = list(self._queue) + list(self._inflight.values())
-            self._queue.clear()
-            self._inflight.clear()
-            self._pending = self._pending_bytes = 0
-            if left:
-                log.warning("%d events not acknowledged at exit: spooled for the next worker", len(left))
-                self._spool_or_lose(left, "the worker is exiting")
+            if self.pending:
+                log.warning("%d events not acknowledged at exit: spooled for the next worker", self.pending)
+                stranded = [r for r in map(self._take, list(self._inflight)) if r is not None]
+                try:
+                    self._spool(stranded, "the worker is exiting")
+                except Unavailable as exc:
+                    for record in stranded + list(self._queue):
+                        log.error("event %s LOST: %s", record.event_id, exc)
         with contextlib.suppress(Exception):
             self._producer.close(timeout=0)
         self.spool.rotate()

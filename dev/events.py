@@ -24,11 +24,12 @@ def read_records(servers: str, topic: str, count: int | None = None, timeout: fl
     records: list[Any] = []
     try:
         deadline = time.monotonic() + timeout
-        partitions = None
-        while not partitions and time.monotonic() < deadline:
-            partitions = consumer.partitions_for_topic(topic)
-            if not partitions:
-                time.sleep(0.1)
+        # Asking for one topic's metadata creates it on a broker that auto-creates topics;
+        # racing the collector's producer there, Tansu was seen to lose the records. So
+        # wait until the topic is listed (asking for all topics creates none).
+        while topic not in consumer.topics() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        partitions = consumer.partitions_for_topic(topic) if topic in consumer.topics() else None
         if not partitions:
             return records
         consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])

@@ -16,7 +16,7 @@ from dev.broker import Broker
 from dev.events import read_records
 
 from .conftest import Collector, wait_until
-from .test_integration import new_account
+from .test_integration import account_id, new_account
 
 pytestmark = pytest.mark.integration
 
@@ -58,11 +58,12 @@ def test_broker_down_at_start_then_started(tmp_path):
     broker = Broker()  # its port is chosen, nothing listens there yet
     collector = Collector(broker.servers, tmp_path, env=FAST).start()
     try:
-        aid = new_account()
+        aid = account_id()
         results = collector.post_many(aid, (f"down-{i}" for i in range(300)))
         report("broker down at start", results, collector)
         assert accepted(results) == set(results), "the spool is writable: every event is kept"
         with broker:
+            broker.create_topic(f"events.{aid}")  # before the collector's workers race to
             found = keys_found(broker, f"events.{aid}", set(results))
             assert accepted(results) <= found
             wait_until(lambda: not list((tmp_path / "spool").glob("*.jsonl")), what="the spool drained")
@@ -75,13 +76,14 @@ def test_broker_replaced_mid_load(tmp_path):
     broker = Broker().start()
     collector = Collector(broker.servers, tmp_path, env=FAST).start()
     try:
-        aid = new_account()
+        aid = new_account(broker)
         before = collector.post_many(aid, (f"before-{i}" for i in range(100)))
         assert accepted(before) == set(before)
         broker.stop()
         after = collector.post_many(aid, (f"after-{i}" for i in range(200)))
         report("broker stopped", after, collector)
         broker = Broker(broker.port).start()  # a new, empty broker on the same port
+        broker.create_topic(f"events.{aid}")
         after.update(collector.post_many(aid, (f"back-{i}" for i in range(100))))
         found = keys_found(broker, f"events.{aid}",
                            accepted(after))
@@ -98,7 +100,7 @@ def test_sigterm_mid_load_with_a_stalled_broker(tmp_path):
     spool = tmp_path / "spool"
     env = {**FAST, "COLLECTOR_SHUTDOWN_FLUSH_MS": "1500", "COLLECTOR_MAX_PENDING": "100"}
     collector = Collector(broker.servers, tmp_path, env=env).start()
-    aid = new_account()
+    aid = new_account(broker)
     results: dict[str, tuple[int, float]] = {}
     try:
         results.update(collector.post_many(aid, (f"warm-{i}" for i in range(50))))
@@ -142,8 +144,9 @@ def test_spool_unwritable_and_queue_full_answers_503(tmp_path):
     collector = Collector(broker.servers, tmp_path, env={
         **FAST, "COLLECTOR_MAX_PENDING": "20", "COLLECTOR_SPOOL_DIR": str(not_a_dir / "spool")}).start()
     try:
+        aid = new_account(broker)
         broker.pause()
-        results = collector.post_many(new_account(), (f"full-{i}" for i in range(100)))
+        results = collector.post_many(aid, (f"full-{i}" for i in range(100)))
         report("spool unwritable, queue full", results, collector)
         statuses = [status for status, _ in results.values()]
         assert 0 not in statuses, "every request was answered"

@@ -10,18 +10,27 @@ import uuid
 
 import pytest
 
+from dev.broker import Broker
+
 from .conftest import ROOT, Collector
 
 pytestmark = pytest.mark.integration
 
 
-def new_account() -> str:
+def account_id() -> str:
     """An account id no other test uses, so each test reads its own topic."""
     return str(uuid.uuid4().int % 10**12 + 1)
 
 
-def test_events_reach_the_account_topic(collector, read_topic):
-    aid = new_account()
+def new_account(broker: Broker) -> str:
+    """A fresh account id, its topic created (see ``Broker.create_topic``)."""
+    aid = account_id()
+    broker.create_topic(f"events.{aid}")
+    return aid
+
+
+def test_events_reach_the_account_topic(collector, broker, read_topic):
+    aid = new_account(broker)
     bodies = [
         {"action": "view", "object": "form", "vendor": "Vendor A", "product": "Product 1",
          "instance_id": f"chat-{i}", "label": "a lead", "score": i, "lead": {"name": "Ann", "i": i},
@@ -53,8 +62,8 @@ def test_events_reach_the_account_topic(collector, read_topic):
     assert len(event_ids) == len(bodies)
 
 
-def test_two_workers_deliver_every_event(collector, read_topic):
-    aid = new_account()
+def test_two_workers_deliver_every_event(collector, broker, read_topic):
+    aid = new_account(broker)
     assert len(collector.worker_pids()) == 2
     for i in range(60):
         status, _, _ = collector.post_event({"action": "a", "object": "o", "vendor": "v",
@@ -63,8 +72,8 @@ def test_two_workers_deliver_every_event(collector, read_topic):
     assert len(read_topic(f"events.{aid}", count=60)) == 60
 
 
-def test_bad_input_over_http_is_json_and_never_reaches_kafka(collector, read_topic):
-    aid = new_account()
+def test_bad_input_over_http_is_json_and_never_reaches_kafka(collector, broker, read_topic):
+    aid = new_account(broker)
     bad = [
         ("POST", f"/collect/{aid}/1/event", b"{", {"Content-Type": "application/json"}, 400),
         ("POST", f"/collect/{aid}/1/event", b'{"action":"view"}', {}, 400),
@@ -86,7 +95,7 @@ def test_bad_input_over_http_is_json_and_never_reaches_kafka(collector, read_top
 
 
 def test_sigterm_flushes_what_the_workers_hold(broker, read_topic, tmp_path):
-    aid = new_account()
+    aid = new_account(broker)
     collector = Collector(broker.servers, tmp_path, env={"COLLECTOR_KAFKA_LINGER_MS": "1000"}).start()
     try:
         for i in range(30):
@@ -99,7 +108,7 @@ def test_sigterm_flushes_what_the_workers_hold(broker, read_topic, tmp_path):
 
 
 def test_events_command_prints_an_accounts_events(collector, broker):
-    aid = new_account()
+    aid = new_account(broker)
     event = {"action": "view", "object": "form", "vendor": "V", "product": "P", "instance_id": "cli"}
     assert collector.post_event(event, aid=aid)[0] == 204
     out = subprocess.run([sys.executable, "dev/events.py", aid, "--servers", broker.servers],

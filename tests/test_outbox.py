@@ -1,6 +1,7 @@
 """The outbox and its spool, against a fake Kafka producer: what a 204 promises."""
 from __future__ import annotations
 
+import json
 import threading
 
 from kafka.errors import IllegalStateError
@@ -75,6 +76,25 @@ def test_spool_unwritable_and_outbox_full_answers_503_and_never_hangs(make_app, 
     assert body["code"] == 503
     assert body["message"].startswith("the event was not tracked: Kafka is not taking events now and "
                                       "the spool cannot keep them")
+
+
+def test_with_the_spool_unwritable_failed_events_stay_in_memory_until_kafka_takes_them(make_app, tmp_path):
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    app = make_app(COLLECTOR_MAX_PENDING=5, COLLECTOR_SPOOL_DIR=str(not_a_dir / "spool"))
+    client = app.test_client()
+    outbox = producer.outbox(app)
+    outbox.start()
+    fake = outbox._producer
+    fake.mode = "fail"
+    statuses = [post(client, i).status_code for i in range(5)]
+    wait_until(lambda: outbox._retry_at > 0, what="a failed delivery")
+    statuses += [post(client, i).status_code for i in range(5, 10)]
+    assert statuses == [204] * 5 + [503] * 5
+    fake.mode = "ok"
+    wait_until(lambda: len(fake.sent) == 5, what="the retries delivered")
+    assert sorted(delivered_numbers(fake)) == list(range(5))
+    assert post(client, 10).status_code == 204
 
 
 def test_a_request_never_waits_on_the_broker(make_app):
@@ -165,3 +185,20 @@ def test_a_torn_line_is_skipped_and_the_rest_replayed(tmp_path):
     claim = spool.claim(spool.files()[0])
     assert claim is not None
     assert [r for chunk in claim.chunks(2) for r in chunk] == good
+
+
+def test_a_full_spool_answers_503(make_app):
+    app = make_app(COLLECTOR_MAX_PENDING=1, COLLECTOR_SPOOL_MAX_BYTES=2000)
+    client = app.test_client()
+    outbox = producer.outbox(app)
+    outbox.start()
+    outbox._producer.mode = "hold"
+    statuses = [post(client, i).status_code for i in range(20)]
+    assert statuses[:2] == [204, 204]
+    assert 503 in statuses
+    first_refused = statuses.index(503)
+    assert set(statuses[first_refused:]) == {503}
+    on_disk = {json.loads(line)["value"]["properties"]["n"]
+               for p in outbox.spool.files() for line in p.read_bytes().splitlines()}
+    in_flight = {json.loads(value)["properties"]["n"] for _, (_, _, value) in outbox._producer.held}
+    assert on_disk | in_flight == set(range(first_refused))  # every 204 is on disk or with Kafka
