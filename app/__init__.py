@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask
+from flask_cors import CORS
 
 from . import collect, errors
 from .config import from_env
@@ -15,8 +16,23 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.config.update(from_env())
     app.config.update(config or {})
-    app.config["MAX_CONTENT_LENGTH"] = app.config["COLLECTOR_MAX_BODY_BYTES"]
+    # One byte over the limit: a chunked body is cut there silently, and read_body refuses it.
+    app.config["MAX_CONTENT_LENGTH"] = app.config["COLLECTOR_MAX_BODY_BYTES"] + 1
     errors.register_errors(app)
+    register_cors(app)
     producer.init_app(app)
     app.register_blueprint(collect.bp)
     return app
+
+
+def register_cors(app: Flask) -> None:
+    """CORS on the collect routes, so that pages can send events and read the errors."""
+    CORS(
+        app,
+        resources={r"/collect/*": {"origins": app.config["COLLECTOR_CORS_ORIGINS"]}},
+        methods=["POST"],
+        allow_headers=["Content-Type", "Content-Encoding"],
+        max_age=app.config["COLLECTOR_CORS_MAX_AGE"],
+        supports_credentials=False,
+        send_wildcard=True,  # with any origin allowed, "*" rather than an echo of each origin
+    )

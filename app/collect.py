@@ -1,12 +1,13 @@
 """The collect route: read the body, curate it into an event, queue it, answer 204."""
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 import orjson
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, current_app, request
 from marshmallow import ValidationError
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
 from .errors import APIError
 from .producer import Unavailable, producer
@@ -29,6 +30,19 @@ def _summary(errors: dict[str, Any]) -> str:
     return "; ".join(f"{field} {why[0] if isinstance(why, list) else why}" for field, why in errors.items())
 
 
+@bp.before_request
+def refuse_other_origins() -> None:
+    """With origins restricted, a browser's request from another origin is refused, not tracked.
+
+    CORS alone would only stop the page from reading the answer: a beacon (``text/plain``)
+    needs no preflight, so the collector must refuse it itself.
+    """
+    allowed = current_app.config["COLLECTOR_CORS_ORIGINS"]
+    origin = request.headers.get("Origin")
+    if origin is not None and allowed != "*" and origin not in allowed:
+        raise APIError(403, f"origin {origin} may not send events here")
+
+
 def read_ids(aid: str, tid: str) -> dict[str, str]:
     """The account and tracker ids of the path, canonical; a 404 when malformed."""
     try:
@@ -47,11 +61,24 @@ def read_body() -> dict[str, Any]:
     charset = request.mimetype_params.get("charset", "utf-8").lower()
     if charset not in ("utf-8", "utf8"):
         raise APIError(415, f"the body must be UTF-8, not {charset}")
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("identity", "gzip", "deflate"):
+        raise APIError(415, f"Content-Encoding must be gzip, deflate or identity, not {encoding}")
+    limit: int = current_app.config["COLLECTOR_MAX_BODY_BYTES"]
+    sock = request.environ.get("gunicorn.socket")
+    if sock is not None:  # a client that stops sending mid-body frees the worker after this
+        sock.settimeout(current_app.config["COLLECTOR_BODY_TIMEOUT_MS"] / 1000)
     try:
         data = request.get_data(cache=False)
+    except (OSError, ClientDisconnected):  # Werkzeug turns a read timeout into a disconnect
+        timeout = current_app.config["COLLECTOR_BODY_TIMEOUT_MS"]
+        raise APIError(408, f"the body ended early or did not arrive within {timeout} ms") from None
     except RequestEntityTooLarge:
-        limit = request.max_content_length
-        raise APIError(413, f"the body is larger than the limit of {limit} bytes") from None
+        data = b""
+    if len(data) > limit or request.content_length and request.content_length > limit:
+        raise APIError(413, f"the body is larger than the limit of {limit} bytes")
+    if encoding != "identity":
+        data = inflate(data, encoding, limit)
     if not data:
         raise APIError(400, "the body is empty: send the event as a JSON object")
     try:
@@ -65,6 +92,24 @@ def read_body() -> dict[str, Any]:
     if not isinstance(body, dict):
         raise APIError(400, f"the body must be a JSON object, not {type(body).__name__}")
     return body
+
+
+def inflate(data: bytes, encoding: str, limit: int) -> bytes:
+    """Decompress a gzip or deflate body, never to more than ``limit`` bytes (a 413 past it)."""
+    # HTTP's "deflate" is zlib-wrapped (RFC 9110), but some clients send it raw: try both.
+    for wbits in (16 + zlib.MAX_WBITS,) if encoding == "gzip" else (zlib.MAX_WBITS, -zlib.MAX_WBITS):
+        inflater = zlib.decompressobj(wbits)
+        try:
+            out = inflater.decompress(data, limit + 1)
+        except zlib.error as exc:
+            error = str(exc)
+            continue
+        if len(out) > limit or inflater.unconsumed_tail:
+            raise APIError(413, f"the body inflates to more than the limit of {limit} bytes")
+        if not inflater.eof or inflater.unused_data:
+            raise APIError(400, f"the {encoding} body is truncated or has trailing data")
+        return out
+    raise APIError(400, f"the body is not valid {encoding}: {error}")
 
 
 def request_context() -> dict[str, Any]:

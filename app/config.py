@@ -72,11 +72,27 @@ def _servers(env: Mapping[str, str]) -> list[str]:
     return servers
 
 
+def _origins(env: Mapping[str, str]) -> list[str] | str:
+    name = "COLLECTOR_CORS_ORIGINS"
+    value = _text(name, "*")(env)
+    if value == "*":
+        return value
+    origins = [o.strip().rstrip("/") for o in value.split(",") if o.strip()]
+    for origin in origins:
+        if not re.fullmatch(r"https?://[^/\s]+", origin):
+            raise ConfigError(f"{name} must be * or a comma-separated list of origins such as "
+                              f"https://www.example.com, got {origin!r}")
+    return origins
+
+
 #: Flask config key -> reader of the environment. The README's configuration table mirrors it.
 SETTINGS: dict[str, Callable[[Mapping[str, str]], Any]] = {
     "KAFKA_BOOTSTRAP_SERVERS": _servers,
     "COLLECTOR_TOPIC_TEMPLATE": _topic_template,
     "COLLECTOR_MAX_BODY_BYTES": _int("COLLECTOR_MAX_BODY_BYTES", 64 * 1024, 1024, 900 * 1024),
+    "COLLECTOR_BODY_TIMEOUT_MS": _int("COLLECTOR_BODY_TIMEOUT_MS", 10_000, 100, 600_000),
+    "COLLECTOR_CORS_ORIGINS": _origins,
+    "COLLECTOR_CORS_MAX_AGE": _int("COLLECTOR_CORS_MAX_AGE", 7200, 0, 86_400),
     "COLLECTOR_MAX_PENDING": _int("COLLECTOR_MAX_PENDING", 10_000, 1, 10_000_000),
     "COLLECTOR_MAX_PENDING_BYTES": _int(
         "COLLECTOR_MAX_PENDING_BYTES", 32 * 1024 * 1024, 64 * 1024, 8 * 1024**3
