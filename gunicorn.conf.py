@@ -3,6 +3,7 @@
 Every value can be overridden on the command line (``--bind`` wins over this file).
 """
 import os
+import sys
 
 bind = os.environ.get("COLLECTOR_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -26,6 +27,23 @@ logconfig_dict = {
     "formatters": {"plain": {"format": "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s",
                              "datefmt": "%Y-%m-%d %H:%M:%S %z"}},
 }
+
+
+def on_starting(server):
+    """Check the settings and the registry once, in the master: a bad one stops the service here."""
+    from app.config import ConfigError, from_env
+    from app.registry import Registry, RegistryError
+
+    try:
+        config = from_env()
+        if config["COLLECTOR_REGISTRY"]:
+            Registry(config["COLLECTOR_REGISTRY"])
+    except (ConfigError, RegistryError) as exc:
+        server.log.error("cannot start: %s", exc)
+        sys.exit(1)
+    if not config["COLLECTOR_REGISTRY"]:
+        server.log.warning("COLLECTOR_REGISTRY is not set: every well-formed account and tracker id is "
+                           "accepted and gets a topic (fine for development, not for production)")
 
 
 def post_worker_init(worker):

@@ -9,6 +9,7 @@ from flask_cors import CORS
 from . import collect, errors
 from .config import from_env
 from .producer import producer
+from .registry import REGISTRY, Registry
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -19,6 +20,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     # One byte over the limit: a chunked body is cut there silently, and read_body refuses it.
     app.config["MAX_CONTENT_LENGTH"] = app.config["COLLECTOR_MAX_BODY_BYTES"] + 1
     errors.register_errors(app)
+    if app.config["COLLECTOR_REGISTRY"]:
+        app.extensions[REGISTRY] = Registry(app.config["COLLECTOR_REGISTRY"])
     register_cors(app)
     producer.init_app(app)
     app.register_blueprint(collect.bp)

@@ -11,6 +11,7 @@ from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
 from .errors import APIError
 from .producer import Unavailable, producer
+from .registry import REGISTRY, Registry
 from .schemas import make_event, new_event_id, path_schema
 
 bp = Blueprint("collect", __name__)
@@ -44,12 +45,17 @@ def refuse_other_origins() -> None:
 
 
 def read_ids(aid: str, tid: str) -> dict[str, str]:
-    """The account and tracker ids of the path, canonical; a 404 when malformed."""
+    """The account and tracker ids of the path, canonical; a 404 when malformed or not registered."""
     try:
-        return path_schema.load({"aid": aid, "tid": tid})  # type: ignore[no-any-return]
+        ids: dict[str, str] = path_schema.load({"aid": aid, "tid": tid})
     except ValidationError as exc:
         errors = exc.normalized_messages()
         raise APIError(404, f"no such collect path: {_summary(errors)}", errors) from None
+    registry: Registry | None = current_app.extensions.get(REGISTRY)
+    if registry is not None and (unknown := registry.unknown(ids["aid"], ids["tid"])):
+        [[why]] = unknown.values()
+        raise APIError(404, f"no such collect path: {why}", unknown)
+    return ids
 
 
 def read_body() -> dict[str, Any]:

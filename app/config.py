@@ -85,10 +85,29 @@ def _origins(env: Mapping[str, str]) -> list[str] | str:
     return origins
 
 
+def _registry(env: Mapping[str, str]) -> str | None:
+    return env.get("COLLECTOR_REGISTRY", "").strip() or None
+
+
+def _topic_size(name: str) -> Callable[[Mapping[str, str]], int]:
+    read_int = _int(name, -1, -1, 10_000)
+
+    def read(env: Mapping[str, str]) -> int:
+        value = read_int(env)
+        if value == 0:
+            raise ConfigError(f"{name} must be -1 (the broker's default) or a positive number, got 0")
+        return value
+
+    return read
+
+
 #: Flask config key -> reader of the environment. The README's configuration table mirrors it.
 SETTINGS: dict[str, Callable[[Mapping[str, str]], Any]] = {
     "KAFKA_BOOTSTRAP_SERVERS": _servers,
     "COLLECTOR_TOPIC_TEMPLATE": _topic_template,
+    "COLLECTOR_TOPIC_PARTITIONS": _topic_size("COLLECTOR_TOPIC_PARTITIONS"),
+    "COLLECTOR_TOPIC_REPLICATION": _topic_size("COLLECTOR_TOPIC_REPLICATION"),
+    "COLLECTOR_REGISTRY": _registry,
     "COLLECTOR_MAX_BODY_BYTES": _int("COLLECTOR_MAX_BODY_BYTES", 64 * 1024, 1024, 900 * 1024),
     "COLLECTOR_BODY_TIMEOUT_MS": _int("COLLECTOR_BODY_TIMEOUT_MS", 10_000, 100, 600_000),
     "COLLECTOR_CORS_ORIGINS": _origins,

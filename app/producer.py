@@ -21,7 +21,8 @@ from typing import Any
 
 import orjson
 from flask import Flask, current_app
-from kafka import KafkaProducer
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.admin import NewTopic
 from kafka.errors import IllegalStateError, KafkaError, KafkaTimeoutError
 
 from .spool import Record, Spool, SpoolFull
@@ -37,6 +38,15 @@ class Unavailable(Exception):
 def kafka_producer(**configs: Any) -> Any:
     """Create a kafka-python producer (the default factory; tests pass a fake one)."""
     return KafkaProducer(**configs)
+
+
+def kafka_admin(**configs: Any) -> Any:
+    """Create a kafka-python admin client (the default factory; tests pass a fake one)."""
+    return KafkaAdminClient(
+        bootstrap_servers=configs["bootstrap_servers"], client_id=configs["client_id"],
+        api_version=configs["api_version"], bootstrap_timeout_ms=configs["max_block_ms"],
+        request_timeout_ms=configs["request_timeout_ms"], reconnect_backoff_max_ms=1000,
+    )
 
 
 def producer_configs(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -74,6 +84,8 @@ class Outbox:
         self.replay_s: float = config["COLLECTOR_SPOOL_REPLAY_MS"] / 1000
         self.delivery_s: float = config["COLLECTOR_KAFKA_DELIVERY_TIMEOUT_MS"] / 1000
         self.factory: Callable[..., Any] = config.get("COLLECTOR_KAFKA_FACTORY") or kafka_producer
+        self.admin_factory: Callable[..., Any] = config.get("COLLECTOR_KAFKA_ADMIN_FACTORY") or kafka_admin
+        self.new_topic = (config["COLLECTOR_TOPIC_PARTITIONS"], config["COLLECTOR_TOPIC_REPLICATION"])
         self.configs = producer_configs(config)
         self.spool = Spool(config["COLLECTOR_SPOOL_DIR"], config["COLLECTOR_SPOOL_MAX_BYTES"])
         self._lock = threading.Lock()
@@ -94,6 +106,9 @@ class Outbox:
         self._stop = threading.Event()
         self._producer: Any = None
         self._threads: list[threading.Thread] = []
+        self._admin: Any = None
+        self._topics: set[str] = set()  # known to exist
+        self._admin_lock = threading.Lock()
 
     @property
     def pending(self) -> int:
@@ -189,6 +204,8 @@ class Outbox:
             self._send(seq, record)
 
     def _send(self, seq: int, record: Record) -> None:
+        if record.topic not in self._topics:
+            self._create_topic(record.topic)
         try:
             future = self._producer.send(record.topic, key=record.key, value=record.value)
         except Exception as exc:  # noqa: BLE001 - a metadata timeout, or a broken producer
@@ -215,6 +232,28 @@ class Outbox:
             record = self._take(seq)
             if record is not None:
                 self._spool_or_retry([record], f"not delivered: {exc!r}")
+
+    def _create_topic(self, topic: str) -> None:
+        """Create an account's topic with the configured partitions and replication, once
+        per process, before its first event; one that exists already is fine."""
+        with self._admin_lock:
+            if topic in self._topics:
+                return
+            try:
+                if self._admin is None:
+                    self._admin = self.admin_factory(**self.configs)
+                partitions, replication = self.new_topic
+                result = self._admin.create_topics([NewTopic(topic, partitions, replication)], raise_errors=False)
+                [answer] = result["topics"]
+                if answer["error_code"] not in (0, 36):  # 36: the topic exists already
+                    raise KafkaError(f"error {answer['error_code']}: {answer['error_message']}")
+            except Exception as exc:  # noqa: BLE001 - the send that follows fails or spools as usual
+                log.warning("topic %s not created (%r); sending anyway", topic, exc)
+                with contextlib.suppress(Exception):
+                    self._admin.close()
+                self._admin = None
+                return
+            self._topics.add(topic)
 
     # -- the replayer thread: spool -> kafka-python ----------------------------------------
 
@@ -259,6 +298,8 @@ class Outbox:
                 outcomes.append(outcome)
                 settled.notify()
 
+        for topic in {r.topic for r in records} - self._topics:
+            self._create_topic(topic)
         try:
             for r in records:
                 future = self._producer.send(r.topic, key=r.key, value=r.value)

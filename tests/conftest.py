@@ -88,6 +88,26 @@ class FakeKafkaProducer:
         self.closed = True
 
 
+class FakeKafkaAdmin:
+    """kafka-python's admin client, as far as the collector uses it: topics it was asked to create."""
+
+    topics: dict[str, tuple[int, int]] = {}
+
+    def __init__(self, **configs: Any) -> None:
+        self.configs = configs
+
+    def create_topics(self, new_topics: list[Any], raise_errors: bool = True) -> dict[str, Any]:
+        answers = []
+        for t in new_topics:
+            exists = t.name in self.topics
+            self.topics.setdefault(t.name, (t.num_partitions, t.replication_factor))
+            answers.append({"name": t.name, "error_code": 36 if exists else 0, "error_message": None})
+        return {"topics": answers}
+
+    def close(self) -> None:
+        pass
+
+
 def records(fake: FakeKafkaProducer) -> list[dict[str, Any]]:
     """What a fake producer was sent: topic, key and the decoded value."""
     return [{"topic": t, "key": k.decode(), "value": json.loads(v)} for t, k, v in fake.sent]
@@ -100,11 +120,13 @@ def make_app(tmp_path: Path) -> Iterator[Callable[..., Flask]]:
 
     def make(**config: Any) -> Flask:
         app = create_app({"TESTING": True, "COLLECTOR_KAFKA_FACTORY": FakeKafkaProducer,
+                          "COLLECTOR_KAFKA_ADMIN_FACTORY": FakeKafkaAdmin,
                           "COLLECTOR_SPOOL_DIR": str(tmp_path / "spool"),
                           "COLLECTOR_SPOOL_REPLAY_MS": 50, **config})
         apps.append(app)
         return app
 
+    FakeKafkaAdmin.topics = {}
     yield make
     for app in apps:
         producer.outbox(app).close()
@@ -120,16 +142,17 @@ def client(app: Flask) -> FlaskClient:
     return app.test_client()
 
 
+def sent_by(app: Flask) -> list[dict[str, Any]]:
+    """The records ``app`` handed to Kafka so far, once nothing is pending: topic, key, value."""
+    outbox: Outbox = producer.outbox(app)
+    wait_until(lambda: outbox.pending == 0, what="the outbox to drain")
+    return [] if outbox._producer is None else records(outbox._producer)
+
+
 @pytest.fixture
 def sent(app: Flask) -> Callable[[], list[dict[str, Any]]]:
-    """The records the app handed to Kafka so far, once nothing is pending: topic, key, value."""
-
-    def read() -> list[dict[str, Any]]:
-        outbox: Outbox = producer.outbox(app)
-        wait_until(lambda: outbox.pending == 0, what="the outbox to drain")
-        return [] if outbox._producer is None else records(outbox._producer)
-
-    return read
+    """``sent_by`` the ``app`` fixture."""
+    return lambda: sent_by(app)
 
 
 # -- integration: a real broker, a real gunicorn ------------------------------------------

@@ -1,0 +1,135 @@
+"""The registry of accounts and trackers, and the topics the collector creates for them."""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from kafka import KafkaConsumer
+
+from app.registry import RegistryError
+
+from .conftest import Collector, FakeKafkaAdmin, sent_by, wait_until
+from .test_integration import account_id
+
+EVENT = {"action": "view", "object": "form", "vendor": "V", "product": "P", "instance_id": "i1"}
+UUID = "3f2504e0-4f89-11d3-9a0c-0305e82c3301"
+
+
+def write(path: Path, text: str) -> None:
+    """Replace the file atomically, as the README asks."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+@pytest.fixture
+def registry_file(tmp_path: Path) -> Path:
+    path = tmp_path / "registry.toml"
+    write(path, f'[accounts.1]\ntrackers = ["1", "2"]\n\n[accounts."{UUID.upper()}"]\ntrackers = ["07"]\n')
+    return path
+
+
+@pytest.fixture
+def registered(make_app, registry_file):
+    return make_app(COLLECTOR_REGISTRY=str(registry_file), COLLECTOR_TOPIC_PARTITIONS=3,
+                    COLLECTOR_TOPIC_REPLICATION=1)
+
+
+@pytest.mark.parametrize(("path", "field", "message"), [
+    ("/collect/5/1/event", "aid", "account 5 is not registered"),
+    ("/collect/1/3/event", "tid", "tracker 3 is not registered for account 1"),
+    (f"/collect/{UUID}/1/event", "tid", f"tracker 1 is not registered for account {UUID}"),
+])
+def test_unknown_ids_are_404_and_touch_no_topic(registered, path, field, message):
+    client = registered.test_client()
+    response = client.post(path, json=EVENT)
+    assert response.status_code == 404
+    assert response.get_json() == {"code": 404, "message": f"no such collect path: {message}",
+                                   "errors": {field: [message]}}
+    assert sent_by(registered) == []
+    assert FakeKafkaAdmin.topics == {}
+
+
+@pytest.mark.parametrize("path", ["/collect/1/2/event", f"/collect/{UUID}/7/event", "/collect/001/1/event"])
+def test_registered_ids_are_tracked_and_their_topic_created(registered, path):
+    assert registered.test_client().post(path, json=EVENT).status_code == 204
+    [record] = sent_by(registered)
+    assert FakeKafkaAdmin.topics == {record["topic"]: (3, 1)}
+
+
+def test_the_registry_reloads_when_its_file_changes(registered, registry_file, caplog):
+    caplog.set_level(logging.INFO, logger="app.registry")
+    client = registered.test_client()
+    assert client.post("/collect/1/3/event", json=EVENT).status_code == 404
+    write(registry_file, '[accounts.1]\ntrackers = ["1", "2", "3"]\n')
+    wait_until(lambda: client.post("/collect/1/3/event", json=EVENT).status_code == 204, what="the reload")
+    assert client.post(f"/collect/{UUID}/7/event", json=EVENT).status_code == 404  # gone from the file
+    assert "registry reloaded" in caplog.text
+
+    caplog.clear()
+    write(registry_file, '[accounts.1]\ntrackers = ["1", "2", "3", "4"\n')  # broken
+    wait_until(lambda: client.post("/collect/1/1/event", json=EVENT) and "registry not reloaded" in caplog.text,
+               what="the broken file noticed")
+    assert "not valid TOML" in caplog.text
+    assert client.post("/collect/1/3/event", json=EVENT).status_code == 204  # the last good one
+    assert client.post("/collect/1/4/event", json=EVENT).status_code == 404
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    (None, "No such file or directory"),
+    ("[accounts.1\n", "not valid TOML"),
+    ("[accounts.1]\n", "account 1 needs trackers"),
+    ("[accounts.x]\ntrackers = [\"1\"]\n", "account 'x' must be a positive decimal number or a UUID"),
+    ("[accounts.1]\ntrackers = [1]\n", "account 1: tracker 1 must be a string"),
+    ("accounts = 3\n", "needs an [accounts.<id>] table per account"),
+])
+def test_a_broken_file_at_start_up_stops_the_service(make_app, tmp_path, text, problem):
+    path = tmp_path / "registry.toml"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(RegistryError) as info:
+        make_app(COLLECTOR_REGISTRY=str(path))
+    assert str(info.value).startswith(f"{path}: ")
+    assert problem in str(info.value)
+
+
+# -- with gunicorn and the real broker ------------------------------------------------------
+
+def test_gunicorn_refuses_to_start_with_a_broken_registry(broker, tmp_path):
+    path = tmp_path / "registry.toml"
+    path.write_text("[accounts.1]\ntrackers = [\"one\"]\n")
+    collector = Collector(broker.servers, tmp_path, env={"COLLECTOR_REGISTRY": str(path)})
+    with pytest.raises(RuntimeError):
+        collector.start()
+    assert collector.stop() == 1
+    assert (f"cannot start: {path}: account 1: tracker 'one' must be a positive decimal number or a UUID"
+            in collector.log.read_text())
+
+
+def test_topics_are_created_with_the_configured_partitions_and_only_for_registered_accounts(broker, tmp_path):
+    known, unknown = account_id(), account_id()
+    path = tmp_path / "registry.toml"
+    write(path, f'[accounts.{known}]\ntrackers = ["1"]\n')
+    collector = Collector(broker.servers, tmp_path, env={
+        "COLLECTOR_REGISTRY": str(path), "COLLECTOR_TOPIC_PARTITIONS": "3"}).start()
+    try:
+        assert collector.post_event(EVENT, aid=unknown)[0] == 404
+        assert collector.post_event(EVENT, aid=known)[0] == 204
+        consumer = KafkaConsumer(bootstrap_servers=broker.servers, api_version=(3, 9))
+        try:
+            wait_until(lambda: f"events.{known}" in consumer.topics(), what="the topic created")
+            assert consumer.partitions_for_topic(f"events.{known}") == {0, 1, 2}
+            assert f"events.{unknown}" not in consumer.topics()
+        finally:
+            consumer.close()
+    finally:
+        collector.stop(signal.SIGTERM)
+    assert "COLLECTOR_REGISTRY is not set" not in collector.log.read_text()
+
+
+def test_without_a_registry_every_id_is_accepted_and_that_is_logged_once(collector, broker):
+    assert collector.post_event(EVENT, aid=account_id())[0] == 204
+    assert collector.log.read_text().count("COLLECTOR_REGISTRY is not set") == 1
