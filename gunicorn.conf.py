@@ -4,6 +4,12 @@ Every value can be overridden on the command line (``--bind`` wins over this fil
 """
 import os
 import sys
+import tempfile
+
+# prometheus_client's multi-process mode: each worker writes its figures to files in this
+# directory, which must exist, start empty, and be set before any worker imports the client.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="collector-metrics-")
 
 bind = os.environ.get("COLLECTOR_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -16,16 +22,27 @@ accesslog = "-"
 # Several collectors may run on one host (tests, the benchmark); none needs gunicornc.
 control_socket_disable = True
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
-# The collector's own log lines in gunicorn's format, on stderr.
+# The collector's own log lines and gunicorn's, in one format on stderr (COLLECTOR_LOG_FORMAT=json
+# for one JSON object a line); the access log never holds a request body.
+_json = os.environ.get("COLLECTOR_LOG_FORMAT", "text").strip().lower() == "json"
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
     "root": {"level": "INFO", "handlers": ["console"]},
-    # kafka-python logs every reconnect attempt as an error; the collector logs what it does about it.
-    "loggers": {"kafka": {"level": "CRITICAL"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "formatters": {"plain": {"format": "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s",
-                             "datefmt": "%Y-%m-%d %H:%M:%S %z"}},
+    "loggers": {
+        # kafka-python logs every reconnect attempt as an error; the collector logs what it does about it.
+        "kafka": {"level": "CRITICAL"},
+        "gunicorn.error": {"level": "INFO", "handlers": ["console"], "propagate": False},
+        "gunicorn.access": {"level": "INFO", "handlers": ["console"], "propagate": False},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json" if _json else "plain"}},
+    "formatters": {
+        "plain": {"format": "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s",
+                  "datefmt": "%Y-%m-%d %H:%M:%S %z"},
+        "json": {"()": "pythonjsonlogger.json.JsonFormatter",
+                 "format": "%(asctime)s %(process)d %(levelname)s %(name)s %(message)s",
+                 "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger", "process": "pid"}},
+    },
 }
 
 
@@ -51,6 +68,13 @@ def post_worker_init(worker):
     from app.producer import producer
 
     producer.outbox(worker.wsgi).start()
+
+
+def child_exit(server, worker):
+    """Drop a gone worker's live gauges from the metrics (its counters stay)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
 
 
 def worker_exit(server, worker):

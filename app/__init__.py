@@ -5,8 +5,9 @@ from typing import Any
 
 from flask import Flask
 from flask_cors import CORS
+from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import collect, errors
+from . import collect, errors, ops
 from .config import from_env
 from .producer import producer
 from .registry import REGISTRY, Registry
@@ -25,6 +26,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     register_cors(app)
     producer.init_app(app)
     app.register_blueprint(collect.bp)
+    ops.register_ops(app)
+    if hops := app.config["COLLECTOR_PROXY_HOPS"]:
+        # Trust X-Forwarded-For for exactly this many proxies (nginx: 1): the address the
+        # nearest trusted proxy saw becomes request.remote_addr, and context.ip.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops)  # type: ignore[method-assign]
     return app
 
 

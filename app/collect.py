@@ -10,6 +10,7 @@ from marshmallow import ValidationError
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
 from .errors import APIError
+from .metrics import ACCEPTED
 from .producer import Unavailable, producer
 from .registry import REGISTRY, Registry
 from .schemas import make_event, new_event_id, path_schema
@@ -141,4 +142,5 @@ def track(aid: str, tid: str) -> Response:
         producer.send(event)
     except Unavailable as exc:
         raise APIError(503, f"the event was not tracked: {exc}", headers={"Retry-After": "1"}) from None
+    ACCEPTED.inc()
     return NoContent()

@@ -25,6 +25,7 @@ from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import IllegalStateError, KafkaError, KafkaTimeoutError
 
+from . import metrics
 from .spool import Record, Spool, SpoolFull
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ class Outbox:
         self.flush_s: float = config["COLLECTOR_SHUTDOWN_FLUSH_MS"] / 1000
         self.replay_s: float = config["COLLECTOR_SPOOL_REPLAY_MS"] / 1000
         self.delivery_s: float = config["COLLECTOR_KAFKA_DELIVERY_TIMEOUT_MS"] / 1000
+        self.ready_s: float = config["COLLECTOR_READY_MAX_AGE_MS"] / 1000
         self.factory: Callable[..., Any] = config.get("COLLECTOR_KAFKA_FACTORY") or kafka_producer
         self.admin_factory: Callable[..., Any] = config.get("COLLECTOR_KAFKA_ADMIN_FACTORY") or kafka_admin
         self.new_topic = (config["COLLECTOR_TOPIC_PARTITIONS"], config["COLLECTOR_TOPIC_REPLICATION"])
@@ -109,6 +111,8 @@ class Outbox:
         self._admin: Any = None
         self._topics: set[str] = set()  # known to exist
         self._admin_lock = threading.Lock()
+        self._heard = 0.0  # when Kafka last answered (an acknowledgement or a metadata request)
+        self._problem = "no answer from Kafka yet"
 
     @property
     def pending(self) -> int:
@@ -141,6 +145,7 @@ class Outbox:
             self.template.replace("{aid}", event["account_id"]),
             event["instance_id"].encode(),
             orjson.dumps(event),
+            time.monotonic(),
         )
         with self._lock:
             if self._closing:
@@ -169,6 +174,7 @@ class Outbox:
             raise Unavailable(f"Kafka is not taking events now and the spool cannot keep them ({exc})") from None
         self._held_bytes -= sum(len(r.value) for r in self._queue)
         self._queue.clear()
+        metrics.SPOOLED.inc(len(spooled))
         if not self._spooling:
             self._spooling = True
             log.warning("spooling events until the spool drains: %s", why)
@@ -225,9 +231,15 @@ class Outbox:
 
     def _delivered(self, seq: int, metadata: Any) -> None:
         with self._lock:
-            self._take(seq)
+            record = self._take(seq)
+        self._heard = time.monotonic()
+        if record is not None:
+            metrics.DELIVERED.inc()
+            metrics.DELIVERY_SECONDS.observe(self._heard - record.accepted_at)
 
     def _failed(self, seq: int, exc: BaseException) -> None:
+        metrics.FAILED.inc()
+        self._problem = f"Kafka failed an event: {exc!r}"
         with self._lock:
             record = self._take(seq)
             if record is not None:
@@ -259,10 +271,37 @@ class Outbox:
 
     def _replay_loop(self) -> None:
         while not self._stop.wait(self.replay_s):
+            metrics.PENDING.set(self.pending)
             try:
+                if time.monotonic() - self._heard > self.ready_s / 2:
+                    self._probe()
                 self.replay()
             except Exception:  # noqa: BLE001 - keep replaying; the next pass may succeed
                 log.exception("spool replay failed")
+
+    def _probe(self) -> None:
+        """Ask Kafka for its cluster's metadata: readiness needs a recent answer."""
+        with self._admin_lock:
+            try:
+                if self._admin is None:
+                    self._admin = self.admin_factory(**self.configs)
+                self._admin.describe_cluster()
+            except Exception as exc:  # noqa: BLE001 - what readiness reports
+                self._problem = f"Kafka does not answer: {exc!r}"
+                with contextlib.suppress(Exception):
+                    self._admin.close()
+                self._admin = None
+                return
+        self._heard = time.monotonic()
+
+    def unready(self) -> str | None:
+        """Why this worker is not ready (no answer from Kafka lately), or None; never blocks."""
+        age = time.monotonic() - self._heard
+        if age <= self.ready_s:
+            return None
+        if self._heard == 0:
+            return self._problem
+        return f"no answer from Kafka for {age:.0f} s; last problem: {self._problem}"
 
     def replay(self) -> None:
         """One pass: mend the producer if need be, replay every spool file nobody holds."""
@@ -313,6 +352,8 @@ class Outbox:
             settled.wait_for(lambda: len(outcomes) >= len(records) or any(outcomes), self.delivery_s + 1)
             failures = [o for o in outcomes if o is not None]
             if not failures and len(outcomes) == len(records):
+                metrics.REPLAYED.inc(len(records))
+                self._heard = time.monotonic()
                 return True
         log.warning("spool replay waits for Kafka: %r", failures[0] if failures else "no answer")
         return False
@@ -351,6 +392,7 @@ class Outbox:
                 except Unavailable as exc:
                     for record in stranded + list(self._queue):
                         log.error("event %s LOST: %s", record.event_id, exc)
+                        metrics.LOST.inc()
         with contextlib.suppress(Exception):
             self._producer.close(timeout=0)
         self.spool.rotate()

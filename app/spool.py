@@ -25,12 +25,13 @@ SUFFIX = ".jsonl"
 
 
 class Record(NamedTuple):
-    """One Kafka record, as it will be sent."""
+    """One Kafka record, as it will be sent, and when it was accepted (not spooled)."""
 
     event_id: str
     topic: str
     key: bytes
     value: bytes
+    accepted_at: float = 0.0
 
 
 class SpoolFull(Exception):

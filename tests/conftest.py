@@ -104,6 +104,9 @@ class FakeKafkaAdmin:
             answers.append({"name": t.name, "error_code": 36 if exists else 0, "error_message": None})
         return {"topics": answers}
 
+    def describe_cluster(self) -> dict[str, Any]:
+        return {"cluster_id": "fake", "brokers": [{"node_id": 1, "host": "127.0.0.1", "port": 9092}]}
+
     def close(self) -> None:
         pass
 

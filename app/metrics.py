@@ -1,0 +1,43 @@
+"""The Prometheus metrics, shared by gunicorn's workers through prometheus_client's multi-process mode.
+
+No label takes a value a caller chooses: routes are URL rules, statuses are codes, outcomes a
+fixed set.
+"""
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+REQUESTS = Counter("collector_http_requests", "HTTP requests answered, by route and status", ["route", "status"])
+EVENTS = Counter("collector_events", "Events, by what happened to them", ["outcome"])
+ACCEPTED = EVENTS.labels("accepted")  # answered 204
+DELIVERED = EVENTS.labels("delivered")  # acknowledged by Kafka straight from the outbox
+FAILED = EVENTS.labels("failed")  # a delivery Kafka failed (the event is then spooled or retried)
+SPOOLED = EVENTS.labels("spooled")  # written to the spool
+REPLAYED = EVENTS.labels("replayed")  # acknowledged by Kafka from the spool
+LOST = EVENTS.labels("lost")  # answered 204, then neither delivered nor kept: should stay 0
+DELIVERY_SECONDS = Histogram(
+    "collector_delivery_seconds", "From a 204 to Kafka's acknowledgement, for events not spooled",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+PENDING = Gauge("collector_pending_events", "Events held in memory that Kafka has not acknowledged",
+                multiprocess_mode="livesum")
+
+
+def exposition() -> tuple[bytes, str]:
+    """The metrics in Prometheus' text format: of all workers when under gunicorn."""
+    registry = REGISTRY
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -1,0 +1,44 @@
+"""The operators' routes: liveness, readiness, metrics."""
+from __future__ import annotations
+
+from flask import Blueprint, Flask, Response, jsonify, request
+
+from .metrics import REQUESTS, exposition
+from .producer import producer
+
+bp = Blueprint("ops", __name__)
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    """``200`` while the process serves."""
+    return jsonify(status="ok")
+
+
+@bp.get("/readyz")
+def readyz() -> Response:
+    """``200`` when this worker has heard from Kafka recently, else ``503`` with the reason."""
+    problem = producer.outbox().unready()
+    response = jsonify(status="unready", reason=problem) if problem else jsonify(status="ready")
+    response.status_code = 503 if problem else 200
+    return response
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    """Prometheus metrics of all workers (keep it off the public side of the proxy)."""
+    body, content_type = exposition()
+    return Response(body, content_type=content_type)
+
+
+def count_request(response: Response) -> Response:
+    """Count every answer by route (the URL rule, never the path) and status."""
+    rule = request.url_rule
+    REQUESTS.labels(rule.rule if rule else "unmatched", str(response.status_code)).inc()
+    return response
+
+
+def register_ops(app: Flask) -> None:
+    """The operators' routes, and the request counter on every answer."""
+    app.register_blueprint(bp)
+    app.after_request(count_request)
