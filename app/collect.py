@@ -5,7 +5,7 @@ import zlib
 from typing import Any
 
 import orjson
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, current_app, jsonify, request
 from marshmallow import ValidationError
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
@@ -59,8 +59,8 @@ def read_ids(aid: str, tid: str) -> dict[str, str]:
     return ids
 
 
-def read_body() -> dict[str, Any]:
-    """The request body as a JSON object; a 4xx that says what is wrong otherwise."""
+def read_body() -> Any:
+    """The request body as JSON; a 4xx that says what is wrong otherwise."""
     mimetype = request.mimetype
     if mimetype not in ("", "application/json", "text/plain") and not mimetype.endswith("+json"):
         hint = " (curl -d sends that: add -H 'Content-Type: application/json')" if mimetype == FORM else ""
@@ -96,8 +96,6 @@ def read_body() -> dict[str, Any]:
         except UnicodeDecodeError as bad:
             raise APIError(400, f"the body is not valid UTF-8 (byte {bad.start})") from None
         raise APIError(400, f"the body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise APIError(400, f"the body must be a JSON object, not {type(body).__name__}")
     return body
 
 
@@ -127,20 +125,76 @@ def request_context() -> dict[str, Any]:
     return context
 
 
+def validate_only() -> bool:
+    """``?validate=true``: curate and show, queue nothing."""
+    value = request.args.get("validate", "false").lower()
+    if value not in ("true", "1", "false", "0"):
+        raise APIError(400, f"validate must be true or false, not {value}")
+    return value in ("true", "1")
+
+
+def shown(event: dict[str, Any]) -> dict[str, Any]:
+    """An event as validate-only shows it: the Kafka record it would have been."""
+    record = producer.outbox().record(event)
+    return {"topic": record.topic, "key": record.key.decode(), "value": event}
+
+
+def queue(events: list[dict[str, Any]]) -> None:
+    """Hand events to the producer, all or none: a 503 when they cannot be kept."""
+    try:
+        producer.send(events)
+    except Unavailable as exc:
+        what = "the event was not" if len(events) == 1 else f"none of the {len(events)} events was"
+        raise APIError(503, f"{what} tracked: {exc}", headers={"Retry-After": "1"}) from None
+    ACCEPTED.inc(len(events))
+
+
 @bp.post("/collect/<aid>/<tid>/event")
 def track(aid: str, tid: str) -> Response:
     """Track one event: ``204`` once it is queued, a JSON error saying what is wrong otherwise."""
     event_id = new_event_id()
     ids = read_ids(aid, tid)
+    check = validate_only()
     body = read_body()
+    if not isinstance(body, dict):
+        raise APIError(400, f"the body must be a JSON object, not {type(body).__name__}")
     try:
         event = make_event(event_id, ids["aid"], ids["tid"], body, request_context())
     except ValidationError as exc:
         errors = exc.normalized_messages()
         raise APIError(400, f"the event was not tracked: {_summary(errors)}", errors) from None
-    try:
-        producer.send(event)
-    except Unavailable as exc:
-        raise APIError(503, f"the event was not tracked: {exc}", headers={"Retry-After": "1"}) from None
-    ACCEPTED.inc()
+    if check:
+        return jsonify(shown(event))
+    queue([event])
     return NoContent()
+
+
+@bp.post("/collect/<aid>/<tid>/events")
+def track_batch(aid: str, tid: str) -> Response:
+    """Track a JSON array of events, each on its own: ``200`` with how many were accepted and
+    why each other one was rejected; none is queued if the collector cannot keep them all."""
+    ids = read_ids(aid, tid)
+    check = validate_only()
+    body = read_body()
+    limit = current_app.config["COLLECTOR_MAX_BATCH"]
+    if not isinstance(body, list):
+        raise APIError(400, f"the body must be a JSON array of events, not {type(body).__name__}")
+    if not body:
+        raise APIError(400, "the batch is empty: send at least one event")
+    if len(body) > limit:
+        raise APIError(400, f"the batch holds {len(body)} events; at most {limit} are allowed")
+    context = request_context()
+    events, rejected = [], []
+    for index, item in enumerate(body):
+        try:
+            if not isinstance(item, dict):
+                raise ValidationError(f"must be a JSON object, not {type(item).__name__}")
+            events.append(make_event(new_event_id(), ids["aid"], ids["tid"], item, context))
+        except ValidationError as exc:
+            rejected.append({"index": index, "errors": exc.normalized_messages()})
+    answer: dict[str, Any] = {"accepted": len(events), "rejected": rejected}
+    if check:
+        answer["events"] = [shown(e) for e in events]
+    elif events:
+        queue(events)
+    return jsonify(answer)

@@ -136,29 +136,35 @@ class Outbox:
         if problem := self.spool.check():
             log.error("the spool cannot be written (%s): events Kafka fails will be lost", problem)
 
-    def put(self, event: dict[str, Any]) -> None:
-        """Queue one internal event for its account's topic; raises ``Unavailable``."""
-        if self._pid != os.getpid():
-            self.start()
-        record = Record(
+    def record(self, event: dict[str, Any]) -> Record:
+        """The Kafka record of an internal event: its account's topic, keyed by instance_id."""
+        return Record(
             event["event_id"],
             self.template.replace("{aid}", event["account_id"]),
             event["instance_id"].encode(),
             orjson.dumps(event),
             time.monotonic(),
         )
+
+    def put(self, events: list[dict[str, Any]]) -> None:
+        """Queue internal events, all or none, in order; raises ``Unavailable``."""
+        if self._pid != os.getpid():
+            self.start()
+        records = [self.record(e) for e in events]
+        size = sum(len(r.value) for r in records)
         with self._lock:
             if self._closing:
                 raise Unavailable("the collector is shutting down")
-            self._queue.append(record)
-            self._held_bytes += len(record.value)
+            self._queue.extend(records)
+            self._held_bytes += size
             if (self._spooling or self.pending > self.max_pending
                     or self._held_bytes > self.max_pending_bytes):
                 try:
                     self._spool([], "more events than the outbox holds")
                 except Unavailable:
-                    self._queue.pop()
-                    self._held_bytes -= len(record.value)
+                    for _ in records:
+                        self._queue.pop()
+                    self._held_bytes -= size
                     raise
             else:
                 self._wake.notify()
@@ -400,7 +406,7 @@ class Outbox:
 
 
 class EventProducer:
-    """Flask extension: ``producer.init_app(app)``, then ``producer.send(event)`` in a view."""
+    """Flask extension: ``producer.init_app(app)``, then ``producer.send(events)`` in a view."""
 
     def init_app(self, app: Flask) -> None:
         """Give ``app`` an outbox; its producer is created per process on first use."""
@@ -411,9 +417,9 @@ class EventProducer:
         """The outbox of ``app`` (default: the current app)."""
         return (app or current_app).extensions[EXTENSION]  # type: ignore[no-any-return]
 
-    def send(self, event: dict[str, Any]) -> None:
-        """Queue one event; raises ``Unavailable`` when it cannot be kept."""
-        self.outbox().put(event)
+    def send(self, events: list[dict[str, Any]]) -> None:
+        """Queue events, all or none; raises ``Unavailable`` when they cannot be kept."""
+        self.outbox().put(events)
 
 
 producer = EventProducer()

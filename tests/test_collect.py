@@ -140,7 +140,7 @@ BAD_PATHS = [
     ("/collect/abc/1/event", "aid"), ("/collect/1/abc/event", "tid"), ("/collect/0/1/event", "aid"),
     ("/collect/-1/1/event", "aid"), ("/collect/1.5/1/event", "aid"), ("/collect/%D9%A1%D9%A2/1/event", "aid"),
     ("/collect/1/3f2504e04f8911d39a0c0305e82c3301/event", "tid"), ("/collect/123456789012345678901/1/event", "aid"),
-    ("/collect/1%0A/1/event", "aid"), ("/collect/..%2F1/1/event", None), ("/collect/1/1/events", None),
+    ("/collect/1%0A/1/event", "aid"), ("/collect/..%2F1/1/event", None), ("/collect/1/1/eventz", None),
 ]
 
 
