@@ -35,7 +35,9 @@ logconfig_dict = {
         "gunicorn.error": {"level": "INFO", "handlers": ["console"], "propagate": False},
         "gunicorn.access": {"level": "INFO", "handlers": ["console"], "propagate": False},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json" if _json else "plain"}},
+    "filters": {"one_line": {"()": "app.logs.OneLine"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json" if _json else "plain",
+                             "filters": ["one_line"]}},
     "formatters": {
         "plain": {"format": "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s",
                   "datefmt": "%Y-%m-%d %H:%M:%S %z"},

@@ -7,19 +7,25 @@ from flask import Flask
 from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import collect, errors, ops
+from . import collect, errors, openapi, ops
 from .config import from_env
 from .producer import producer
 from .registry import REGISTRY, Registry
+from .schemas import Limits
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the app: settings from the environment, then ``config`` over them."""
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)
+    app.url_map.merge_slashes = False  # "/collect//1/1/event" is a 404, not a redirect to another path
     app.config.update(from_env())
     app.config.update(config or {})
     # One byte over the limit: a chunked body is cut there silently, and read_body refuses it.
     app.config["MAX_CONTENT_LENGTH"] = app.config["COLLECTOR_MAX_BODY_BYTES"] + 1
+    app.config["COLLECTOR_LIMITS"] = Limits(
+        app.config["COLLECTOR_MAX_DEPTH"], app.config["COLLECTOR_MAX_FIELDS"],
+        app.config["COLLECTOR_MAX_STRING"], app.config["COLLECTOR_MAX_KEY"],
+    )
     errors.register_errors(app)
     if app.config["COLLECTOR_REGISTRY"]:
         app.extensions[REGISTRY] = Registry(app.config["COLLECTOR_REGISTRY"])
@@ -27,6 +33,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     producer.init_app(app)
     app.register_blueprint(collect.bp)
     ops.register_ops(app)
+    app.register_blueprint(openapi.bp)
     if hops := app.config["COLLECTOR_PROXY_HOPS"]:
         # Trust X-Forwarded-For for exactly this many proxies (nginx: 1): the address the
         # nearest trusted proxy saw becomes request.remote_addr, and context.ip.

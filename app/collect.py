@@ -13,7 +13,7 @@ from .errors import APIError
 from .metrics import ACCEPTED
 from .producer import Unavailable, producer
 from .registry import REGISTRY, Registry
-from .schemas import make_event, new_event_id, path_schema
+from .schemas import Limits, make_event, new_event_id, path_schema
 
 bp = Blueprint("collect", __name__)
 
@@ -117,6 +117,11 @@ def inflate(data: bytes, encoding: str, limit: int) -> bytes:
     raise APIError(400, f"the body is not valid {encoding}: {error}")
 
 
+def limits() -> Limits:
+    """The configured bounds of an event."""
+    return current_app.config["COLLECTOR_LIMITS"]  # type: ignore[no-any-return]
+
+
 def request_context() -> dict[str, Any]:
     """What the request itself tells about the caller."""
     context = {"ip": request.remote_addr, "user_agent": request.headers.get("User-Agent")}
@@ -127,10 +132,10 @@ def request_context() -> dict[str, Any]:
 
 def validate_only() -> bool:
     """``?validate=true``: curate and show, queue nothing."""
-    value = request.args.get("validate", "false").lower()
-    if value not in ("true", "1", "false", "0"):
+    value = request.args.get("validate", "false")
+    if value not in ("true", "false"):
         raise APIError(400, f"validate must be true or false, not {value}")
-    return value in ("true", "1")
+    return value == "true"
 
 
 def shown(event: dict[str, Any]) -> dict[str, Any]:
@@ -159,7 +164,7 @@ def track(aid: str, tid: str) -> Response:
     if not isinstance(body, dict):
         raise APIError(400, f"the body must be a JSON object, not {type(body).__name__}")
     try:
-        event = make_event(event_id, ids["aid"], ids["tid"], body, request_context())
+        event = make_event(event_id, ids["aid"], ids["tid"], body, request_context(), limits())
     except ValidationError as exc:
         errors = exc.normalized_messages()
         raise APIError(400, f"the event was not tracked: {_summary(errors)}", errors) from None
@@ -183,13 +188,13 @@ def track_batch(aid: str, tid: str) -> Response:
         raise APIError(400, "the batch is empty: send at least one event")
     if len(body) > limit:
         raise APIError(400, f"the batch holds {len(body)} events; at most {limit} are allowed")
-    context = request_context()
+    context, event_limits = request_context(), limits()
     events, rejected = [], []
     for index, item in enumerate(body):
         try:
             if not isinstance(item, dict):
                 raise ValidationError(f"must be a JSON object, not {type(item).__name__}")
-            events.append(make_event(new_event_id(), ids["aid"], ids["tid"], item, context))
+            events.append(make_event(new_event_id(), ids["aid"], ids["tid"], item, context, event_limits))
         except ValidationError as exc:
             rejected.append({"index": index, "errors": exc.normalized_messages()})
     answer: dict[str, Any] = {"accepted": len(events), "rejected": rejected}

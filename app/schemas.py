@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
 from marshmallow import INCLUDE, Schema, ValidationError, fields, post_load, pre_load, validate
 
@@ -19,8 +19,13 @@ STANDARD_ACTIONS = frozenset(
 SCHEMA_VERSION = 1
 ID_MESSAGE = "must be a positive decimal number or a UUID"
 
-_NON_BLANK = validate.Regexp(r"(?s).*\S", error="must not be empty")
-_ID_PATTERN = r"0{0,20}[1-9][0-9]{0,19}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+
+
+def _non_blank(value: str) -> None:
+    if not value.strip():
+        raise ValidationError("must not be empty")
+
+ID_PATTERN = r"0{0,20}[1-9][0-9]{0,19}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 
 
 class Number(fields.Field):
@@ -39,7 +44,8 @@ class Number(fields.Field):
 def _text(required: bool = True) -> fields.String:
     return fields.String(
         required=required,
-        validate=_NON_BLANK if required else None,
+        validate=_non_blank if required else None,
+        metadata={"pattern": r"\S"} if required else {},
         error_messages={
             "required": "is required",
             "invalid": "must be a string",
@@ -51,8 +57,8 @@ def _text(required: bool = True) -> fields.String:
 class PathSchema(Schema):
     """The ids in the path: a positive decimal number (no leading zeros kept) or a UUID."""
 
-    aid = fields.String(required=True, validate=validate.Regexp(rf"(?:{_ID_PATTERN})\Z", error=ID_MESSAGE))
-    tid = fields.String(required=True, validate=validate.Regexp(rf"(?:{_ID_PATTERN})\Z", error=ID_MESSAGE))
+    aid = fields.String(required=True, validate=validate.Regexp(rf"(?:{ID_PATTERN})\Z", error=ID_MESSAGE))
+    tid = fields.String(required=True, validate=validate.Regexp(rf"(?:{ID_PATTERN})\Z", error=ID_MESSAGE))
 
     @post_load
     def canonical(self, data: dict[str, str], **kwargs: Any) -> dict[str, str]:
@@ -78,14 +84,12 @@ class EventSchema(Schema):
 
     @pre_load
     def sdk_spelling(self, data: Any, **kwargs: Any) -> Any:
-        """Accept the Web SDK's ``instanceID`` for ``instance_id``."""
+        """Accept the Web SDK's ``instanceID`` for ``instance_id``: one of them, not both."""
         if isinstance(data, dict) and "instanceID" in data:
+            if "instance_id" in data:
+                raise ValidationError("must not come with instanceID: send one of them", "instance_id")
             data = dict(data)
-            sdk = data.pop("instanceID")
-            if "instance_id" not in data:
-                data["instance_id"] = sdk
-            elif data["instance_id"] != sdk:
-                raise ValidationError("differs from instanceID; send one of them", "instance_id")
+            data["instance_id"] = data.pop("instanceID")
         return data
 
     @post_load
@@ -100,6 +104,75 @@ event_schema = EventSchema()
 path_schema = PathSchema()
 
 
+class Limits(NamedTuple):
+    """How big an event may be, beyond the body's size."""
+
+    depth: int  # nesting of objects and arrays, the body itself being level 1
+    fields: int  # keys and array items, nested ones included
+    string: int  # characters in any string
+    key: int  # characters in any key
+
+
+def limit_errors(body: dict[str, Any], limits: Limits) -> dict[str, list[str]]:
+    """What in ``body`` is over ``limits``, by field path (at most 20 entries)."""
+    errors: dict[str, list[str]] = {}
+    count = 0
+    stack: list[tuple[Any, str, int]] = [(body, "", 1)]
+    while stack and len(errors) < 20:
+        value, path, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth > limits.depth:
+                errors[path] = [f"is nested deeper than {limits.depth} levels"]
+                continue
+            count += len(value)
+            if count > limits.fields:
+                errors["_schema"] = [f"has more than {limits.fields} fields and array items"]
+                break
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    if len(key) > limits.key:
+                        errors[path or "_schema"] = [f"has a key longer than {limits.key} characters"]
+                    else:
+                        stack.append((item, f"{path}.{key}" if path else key, depth + 1))
+            else:
+                stack.extend((item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value))
+        elif isinstance(value, str) and len(value) > limits.string:
+            errors[path] = [f"is longer than {limits.string} characters"]
+    return errors
+
+
+class ErrorSchema(Schema):
+    """Every error's body."""
+
+    code = fields.Integer(required=True, metadata={"description": "the HTTP status"})
+    message = fields.String(required=True, metadata={"description": "what is wrong, in a sentence"})
+    errors = fields.Dict(keys=fields.String(), values=fields.List(fields.String()),
+                         metadata={"description": "why, by field (or _schema for the whole event)"})
+
+
+class RecordSchema(Schema):
+    """A Kafka record, as validate-only shows it."""
+
+    topic = fields.String(required=True)
+    key = fields.String(required=True, metadata={"description": "the instance_id"})
+    value = fields.Dict(required=True, metadata={"description": "the internal event"})
+
+
+class RejectedSchema(Schema):
+    """One event of a batch that was not tracked."""
+
+    index = fields.Integer(required=True)
+    errors = fields.Dict(keys=fields.String(), values=fields.List(fields.String()), required=True)
+
+
+class BatchAnswerSchema(Schema):
+    """The answer to a batch."""
+
+    accepted = fields.Integer(required=True)
+    rejected = fields.List(fields.Nested(RejectedSchema), required=True)
+    events = fields.List(fields.Nested(RecordSchema), metadata={"description": "with ?validate=true"})
+
+
 def now_rfc3339() -> str:
     """The current UTC time as RFC 3339 with milliseconds, e.g. ``2026-11-26T09:31:56.123Z``."""
     t = time.time()
@@ -107,9 +180,12 @@ def now_rfc3339() -> str:
 
 
 def make_event(
-    event_id: str, account_id: str, tracker_id: str, body: dict[str, Any], context: dict[str, Any]
+    event_id: str, account_id: str, tracker_id: str, body: dict[str, Any], context: dict[str, Any],
+    limits: Limits,
 ) -> dict[str, Any]:
     """Curate a request body (a JSON object) into the internal event; raises ``ValidationError``."""
+    if errors := limit_errors(body, limits):
+        raise ValidationError(errors)
     curated = event_schema.load(body)
     return {
         "event_id": event_id,

@@ -97,7 +97,7 @@ def test_validate_only_shows_the_record_and_queues_nothing(client, sent):
 
 
 def test_validate_only_on_a_batch(client, sent):
-    response = client.post("/collect/1/1/events?validate=1", json=[ev(0), {}, ev(1)])
+    response = client.post("/collect/1/1/events?validate=true", json=[ev(0), {}, ev(1)])
     assert response.status_code == 200
     body = response.get_json()
     assert body["accepted"] == 2 and [r["index"] for r in body["rejected"]] == [1]

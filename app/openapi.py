@@ -1,0 +1,100 @@
+"""The OpenAPI 3 document of the HTTP API, built from the marshmallow schemas (apispec)."""
+from __future__ import annotations
+
+from typing import Any
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from flask import Blueprint, Flask, Response, current_app, jsonify
+
+from .schemas import ID_PATTERN, BatchAnswerSchema, ErrorSchema, EventSchema, Number, RecordSchema
+
+bp = Blueprint("openapi", __name__)
+ERRORS = {
+    400: "the body or a field is wrong", 403: "an origin not allowed", 404: "no such account, tracker or route",
+    405: "another method", 408: "the body stopped arriving", 413: "the body is too large",
+    415: "another Content-Type, charset or Content-Encoding", 503: "the collector cannot keep the event now",
+}
+
+
+def _json(schema: str) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict[int, Any]:
+    return {code: {"description": ERRORS[code], **_json("Error")} for code in codes}
+
+
+def build(app: Flask) -> dict[str, Any]:
+    """The document, from the schemas and the app's settings."""
+    plugin = MarshmallowPlugin()
+    spec = APISpec("collector", "1", "3.1.0", plugins=[plugin],
+                   info={"description": "Tracks events: POST them, they are queued on the account's Kafka topic."})
+    plugin.map_to_openapi_type(Number, "number", None)
+    for name, schema in (("Error", ErrorSchema), ("Record", RecordSchema), ("BatchAnswer", BatchAnswerSchema)):
+        spec.components.schema(name, schema=schema)
+    spec.components.schema("Event", schema=EventSchema)
+    event = spec.to_dict()["components"]["schemas"]["Event"]
+    # instance_id, or the Web SDK's spelling instanceID: exactly one of them.
+    event["required"] = [f for f in event["required"] if f != "instance_id"]
+    event["oneOf"] = [{"required": ["instance_id"]}, {"required": ["instanceID"]}]
+    event["properties"]["instanceID"] = event["properties"]["instance_id"]
+    # Every other field is kept, within the limits (depth and field counts are checked too).
+    string, key = app.config["COLLECTOR_MAX_STRING"], app.config["COLLECTOR_MAX_KEY"]
+    event["propertyNames"] = {"maxLength": key}
+    event["additionalProperties"] = {"$ref": "#/components/schemas/Value"}
+    for field in event["properties"].values():
+        if field["type"] == "string":
+            field["maxLength"] = string
+    value = {"anyOf": [
+        {"type": ["number", "boolean", "null"]}, {"type": "string", "maxLength": string},
+        {"type": "array", "items": {"$ref": "#/components/schemas/Value"}},
+        {"type": "object", "propertyNames": {"maxLength": key},
+         "additionalProperties": {"$ref": "#/components/schemas/Value"}},
+    ], "description": "any JSON value within the limits"}
+    limit = app.config["COLLECTOR_MAX_BATCH"]
+    ids = [{"name": n, "in": "path", "required": True, "description": d,
+            "schema": {"type": "string", "pattern": f"^(?:{ID_PATTERN})$"}}
+           for n, d in (("aid", "the account: a positive number or a UUID"), ("tid", "the tracker"))]
+    validate = {"name": "validate", "in": "query", "required": False,
+                "description": "true: queue nothing, answer with the record(s) as they would be queued",
+                "schema": {"type": "string", "enum": ["true", "false"]}}
+    spec.path("/collect/{aid}/{tid}/event", parameters=ids, operations={"post": {
+        "summary": "Track one event", "parameters": [validate],
+        "requestBody": {"required": True, **_json("Event")},
+        "responses": {204: {"description": "queued"}, 200: {"description": "validate-only", **_json("Record")},
+                      **_errors(400, 403, 404, 408, 413, 415, 503)},
+    }})
+    spec.path("/collect/{aid}/{tid}/events", parameters=ids, operations={"post": {
+        "summary": "Track a batch of events, each on its own", "parameters": [validate],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "array", "minItems": 1, "maxItems": limit,
+            "description": "each item is checked against Event on its own: a bad one is rejected alone",
+            "items": {}}}}},
+        "responses": {200: {"description": "what was accepted, why the others were not", **_json("BatchAnswer")},
+                      **_errors(400, 403, 404, 408, 413, 415, 503)},
+    }})
+    status = {"type": "object", "properties": {"status": {"type": "string"}, "reason": {"type": "string"}},
+              "required": ["status"]}
+    spec.path("/healthz", operations={"get": {"summary": "Alive", "responses": {
+        200: {"description": "serving", "content": {"application/json": {"schema": status}}}}}})
+    spec.path("/readyz", operations={"get": {"summary": "Ready: Kafka answered lately", "responses": {
+        200: {"description": "ready", "content": {"application/json": {"schema": status}}},
+        503: {"description": "not ready, and why", "content": {"application/json": {"schema": status}}}}}})
+    spec.path("/metrics", operations={"get": {"summary": "Prometheus metrics", "responses": {
+        200: {"description": "text format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}})
+    spec.path("/openapi.json", operations={"get": {"summary": "This document", "responses": {
+        200: {"description": "OpenAPI 3", "content": {"application/json": {"schema": {"type": "object"}}}}}}})
+    document = spec.to_dict()
+    document["components"]["schemas"]["Event"] = event
+    document["components"]["schemas"]["Value"] = value
+    return document
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    """The OpenAPI 3 document of this API."""
+    document = current_app.extensions.get("collector.openapi")
+    if document is None:
+        document = current_app.extensions["collector.openapi"] = build(current_app)
+    return jsonify(document)

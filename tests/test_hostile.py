@@ -1,0 +1,171 @@
+"""Hostile input: the published contract, fuzzed; every input bounded; ids that reach topic names."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from kafka import KafkaConsumer
+from marshmallow import ValidationError
+
+from app.schemas import Limits, make_event
+
+from .conftest import ROOT, Collector
+from .test_clients import raw_http
+
+EVENT = {"action": "view", "object": "form", "vendor": "V", "product": "P", "instance_id": "i1"}
+REQUIRED = ("action", "object", "vendor", "product", "instance_id")
+KNOWN = {*REQUIRED, "label", "score", "instanceID"}
+LIMITS = Limits(depth=10, fields=500, string=8192, key=128)
+
+
+def test_the_document_and_the_routes_agree(app):
+    document = app.test_client().get("/openapi.json").get_json()
+    assert document["openapi"].startswith("3.")
+    documented = {(re.sub(r"\{(\w+)\}", r"<\1>", path), method.upper())
+                  for path, item in document["paths"].items() for method in item if method != "parameters"}
+    registered = {(rule.rule, method) for rule in app.url_map.iter_rules()
+                  for method in rule.methods - {"HEAD", "OPTIONS"}}
+    assert documented == registered
+
+
+# -- the schemas' properties ----------------------------------------------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**53, 2**53) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=10,
+)
+non_blank = st.text(min_size=1, max_size=30).filter(str.strip)
+extras = st.dictionaries(st.text(max_size=20).filter(lambda k: k not in KNOWN), json_values, max_size=8)
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(required=st.fixed_dictionaries({f: non_blank for f in REQUIRED}), extra=extras)
+def test_any_object_with_the_required_fields_is_accepted_and_the_rest_kept(required, extra):
+    event = make_event("e", "1", "1", {**extra, **required}, {}, LIMITS)
+    assert {f: event[f] for f in REQUIRED} == required
+    assert event["properties"] == extra
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(field=st.sampled_from(REQUIRED), extra=extras, data=st.data())
+def test_a_missing_or_corrupt_required_field_is_refused_by_name(field, extra, data):
+    body = {**extra, **EVENT}
+    corruption = data.draw(st.sampled_from(["missing", "empty", "blank", "number", "null", "list"]))
+    if corruption == "missing":
+        del body[field]
+    else:
+        body[field] = {"empty": "", "blank": " \t", "number": 7, "null": None, "list": ["x"]}[corruption]
+    with pytest.raises(ValidationError) as info:
+        make_event("e", "1", "1", body, {}, LIMITS)
+    assert field in info.value.normalized_messages()
+
+
+# -- limits: each a clear 4xx, nothing queued -------------------------------------------------
+
+def nested(depth: int) -> object:
+    value: object = "x"
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+LIMIT_CASES = [
+    pytest.param(json.dumps({**EVENT, "deep": nested(10)}), 400, {"deep.a.a.a.a.a.a.a.a.a": [
+        "is nested deeper than 10 levels"]}, id="depth"),
+    pytest.param(json.dumps({**EVENT, **{f"f{i}": i for i in range(500)}}), 400, {"_schema": [
+        "has more than 500 fields and array items"]}, id="fields"),
+    pytest.param(json.dumps({**EVENT, "tags": list(range(600))}), 400, {"_schema": [
+        "has more than 500 fields and array items"]}, id="array-items"),
+    pytest.param(json.dumps({**EVENT, "note": "x" * 8193}), 400, {"note": ["is longer than 8192 characters"]},
+                 id="string"),
+    pytest.param(json.dumps({**EVENT, "action": "x" * 8193}), 400, {"action": ["is longer than 8192 characters"]},
+                 id="known-string"),
+    pytest.param(json.dumps({**EVENT, "k" * 129: 1}), 400, {"_schema": ["has a key longer than 128 characters"]},
+                 id="key"),
+    pytest.param(json.dumps({**EVENT, "p": {"k" * 129: 1}}), 400, {"p": ["has a key longer than 128 characters"]},
+                 id="nested-key"),
+    pytest.param('{"action": "view", "score": NaN}', 400, None, id="nan"),
+    pytest.param('{"action": "view", "score": Infinity}', 400, None, id="infinity"),
+    pytest.param('{"action": "view", "score": 1e999}', 400, None, id="overflow"),
+    pytest.param('{"action": "view", "score": 01}', 400, None, id="leading-zero"),
+    pytest.param('{"action": "view", "score": +1}', 400, None, id="plus"),
+    pytest.param('{"action": "view", "score": .5}', 400, None, id="bare-fraction"),
+    pytest.param('{"action": "view", "score": 0x10}', 400, None, id="hex"),
+    pytest.param('{"action": "\\ud800"}', 400, None, id="lone-surrogate"),
+    pytest.param('{"action": "\\udc00x"}', 400, None, id="lone-low-surrogate"),
+    pytest.param("[" * 100_000, 413, None, id="100k-brackets"),
+    pytest.param("[" * 30_000, 400, None, id="30k-brackets"),
+    pytest.param('{"a": ' * 2000 + "1" + "}" * 2000, 400, None, id="2k-objects"),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "errors"), LIMIT_CASES)
+def test_limits(client, sent, body, status, errors):
+    response = client.post("/collect/1/1/event", data=body.encode(), content_type="application/json")
+    assert response.status_code == status
+    answer = response.get_json()
+    assert answer["code"] == status and answer["message"]
+    assert answer.get("errors") == errors
+    assert sent() == []
+
+
+# -- with gunicorn and the real broker ------------------------------------------------------
+
+@pytest.mark.integration
+def test_schemathesis_finds_nothing(collector):
+    out = subprocess.run(
+        [sys.executable, "-m", "schemathesis.cli", "--config-file", str(ROOT / "tests" / "schemathesis.toml"),
+         "run", f"http://127.0.0.1:{collector.port}/openapi.json", "--checks", "all",
+         "--max-examples", "40", "--request-timeout", "10", "--workers", "1", "--no-color"],
+        capture_output=True, text=True, timeout=600)
+    summary = "\n".join(out.stdout.splitlines()[-25:])
+    print(summary)
+    assert out.returncode == 0, out.stdout[-8000:]
+    assert re.search(r"\d+ generated, \d+ passed", summary)
+
+
+TRICKS = ["..%2F1", "%2F1", "1%2F..%2F2", "%D9%A1%D9%A2%D9%A3", "%EF%BC%91", "1%00", "1%0A", "1%20",
+          "+1", "1e3", "0x1", "%2E%2E", "..", "1;2", "1%3B2", "00000000-0000-0000-0000-00000000000g"]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("aid", TRICKS)
+def test_path_tricks_never_reach_a_topic(collector, broker, aid):
+    body = json.dumps({**EVENT, "instance_id": "trick"}).encode()
+    answer = raw_http(collector.port, b"POST /collect/%s/1/event HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                      b"application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+                      % (aid.encode(), len(body), body))
+    assert answer.split()[1] in (b"400", b"404")
+    consumer = KafkaConsumer(bootstrap_servers=broker.servers, api_version=(3, 9))
+    try:
+        topics = consumer.topics()
+    finally:
+        consumer.close()
+    assert all(re.fullmatch(r"events\.(\d+|[0-9a-f-]{36})", t) for t in topics if t.startswith("events"))
+
+
+@pytest.mark.integration
+def test_caller_values_cannot_forge_log_lines(broker, tmp_path):
+    collector = Collector(broker.servers, tmp_path).start()
+    # gunicorn refuses ASCII control characters in a request; these bytes it lets through
+    # (as latin-1): NEL (0x85) and UTF-8's LINE SEPARATOR, which split lines in Python and
+    # in many log viewers.
+    forged = b"a\x85[2026-01-01 00:00:00 +0000] [1] [ERROR] forged\xe2\x80\xa8b"
+    try:
+        body = json.dumps(EVENT).encode()
+        answer = raw_http(collector.port, b"POST /collect/1/1/event HTTP/1.1\r\nHost: x\r\nUser-Agent: %s\r\n"
+                          b"Content-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+                          % (forged, len(body), body))
+        assert answer.split()[1] == b"204"
+    finally:
+        collector.stop()
+    log = collector.log.read_text()
+    assert "forged" in log  # the user agent is in the access log, escaped
+    assert all(line.startswith("[") for line in log.splitlines()), "every line is one the collector wrote"
