@@ -7,7 +7,7 @@ BROKER_PORT ?= 9092
 AID ?= 1
 export BROKER_PORT
 
-.PHONY: install run test lint events clean
+.PHONY: install run test lint events clean bench
 
 install: $(STAMP)
 
@@ -23,8 +23,16 @@ run: $(STAMP)  ## serve on http://127.0.0.1:8000, with an embedded broker unless
 test: $(STAMP)  ## the whole suite, integration tests against a real broker included
 	$(BIN)/python -m pytest
 
+$(VENV)/.bench: $(STAMP) setup.cfg
+	$(BIN)/pip install --quiet -e '.[bench]'
+	touch $@
+
+bench: $(VENV)/.bench  ## throughput, latency and delivery under wrk, beside a bare Flask app: docs/benchmarks.md
+	@command -v wrk >/dev/null || { apt-get update -q && apt-get install -y -q --no-install-recommends wrk; }
+	$(BIN)/python bench/run.py
+
 lint: $(STAMP)
-	$(BIN)/ruff check app dev tests wsgi.py gunicorn.conf.py
+	$(BIN)/ruff check app dev bench tests wsgi.py gunicorn.conf.py
 	$(BIN)/mypy
 
 events: $(STAMP)  ## print the events of account AID (default 1) from the running broker

@@ -3,13 +3,15 @@
 Every value can be overridden on the command line (``--bind`` wins over this file).
 """
 import os
+import shutil
 import sys
 import tempfile
 
 # prometheus_client's multi-process mode: each worker writes its figures to files in this
 # directory, which must exist, start empty, and be set before any worker imports the client.
+_metrics_dir = None
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="collector-metrics-")
+    _metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="collector-metrics-")
 
 bind = os.environ.get("COLLECTOR_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -67,9 +69,17 @@ def on_starting(server):
 
 def post_worker_init(worker):
     """Create this worker's Kafka producer after the fork (a producer made before it is broken)."""
-    from app.producer import producer
+    from app.producer import EXTENSION
 
-    producer.outbox(worker.wsgi).start()
+    outbox = getattr(worker.wsgi, "extensions", {}).get(EXTENSION)
+    if outbox is not None:  # another app under this config (bench/reference.py) has none
+        outbox.start()
+
+
+def on_exit(server):
+    """Remove the metrics directory this config made."""
+    if _metrics_dir:
+        shutil.rmtree(_metrics_dir, ignore_errors=True)
 
 
 def child_exit(server, worker):
@@ -81,8 +91,8 @@ def child_exit(server, worker):
 
 def worker_exit(server, worker):
     """Deliver what this worker still holds before it goes, within the shutdown deadline."""
-    from app.producer import producer
+    from app.producer import EXTENSION
 
-    app = getattr(worker, "wsgi", None)
-    if app is not None:
-        producer.outbox(app).close()
+    outbox = getattr(getattr(worker, "wsgi", None), "extensions", {}).get(EXTENSION)
+    if outbox is not None:
+        outbox.close()

@@ -1,0 +1,38 @@
+"""`make bench` in small: one level, two seconds, outputs in a tmp dir; it completes and counts add up."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT
+
+pytestmark = pytest.mark.integration
+
+
+def cells(text: str, first: str, second: str | None = None) -> list[list[str]]:
+    """The Markdown table rows whose first cells are ``first`` (and ``second``), split into cells."""
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in text.splitlines()
+            if line.startswith("|")]
+    return [r for r in rows if r[0] == first and (second is None or r[1] == second)]
+
+
+def test_a_short_benchmark_completes_and_every_204_is_in_kafka(tmp_path: Path) -> None:
+    assert shutil.which("wrk"), "the benchmark needs wrk: apt-get install -y wrk"
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--duration", "2", "--connections", "4", "--warmup", "0",
+         "--runs", "1", "--out", str(tmp_path), "--no-chart"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    text = (tmp_path / "benchmarks.md").read_text()
+    assert len(cells(text, "4")) == 3, text  # the throughput row, and one delivery row per app
+    [collector] = cells(text, "4", "collector")
+    [reference] = cells(text, "4", "reference")
+    seen, logged, in_kafka, check = int(collector[2]), int(collector[3]), int(collector[4]), collector[5]
+    assert seen > 0 and int(reference[2]) > 0, text
+    assert in_kafka == logged and check == "ok" and reference[5] == "ok", text
+    assert seen <= in_kafka <= seen + 4, text  # wrk leaves at most one request per connection unanswered
