@@ -4,11 +4,11 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask
-from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import collect, errors, openapi, ops
 from .config import from_env
+from .cors import register_cors
 from .producer import producer
 from .registry import REGISTRY, Registry
 from .schemas import Limits
@@ -20,8 +20,6 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.url_map.merge_slashes = False  # "/collect//1/1/event" is a 404, not a redirect to another path
     app.config.update(from_env())
     app.config.update(config or {})
-    # One byte over the limit: a chunked body is cut there silently, and read_body refuses it.
-    app.config["MAX_CONTENT_LENGTH"] = app.config["COLLECTOR_MAX_BODY_BYTES"] + 1
     app.config["COLLECTOR_LIMITS"] = Limits(
         app.config["COLLECTOR_MAX_DEPTH"], app.config["COLLECTOR_MAX_FIELDS"],
         app.config["COLLECTOR_MAX_STRING"], app.config["COLLECTOR_MAX_KEY"],
@@ -40,15 +38,3 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops)  # type: ignore[method-assign]
     return app
 
-
-def register_cors(app: Flask) -> None:
-    """CORS on the collect routes, so that pages can send events and read the errors."""
-    CORS(
-        app,
-        resources={r"/collect/*": {"origins": app.config["COLLECTOR_CORS_ORIGINS"]}},
-        methods=["POST"],
-        allow_headers=["Content-Type", "Content-Encoding"],
-        max_age=app.config["COLLECTOR_CORS_MAX_AGE"],
-        supports_credentials=False,
-        send_wildcard=True,  # with any origin allowed, "*" rather than an echo of each origin
-    )

@@ -7,13 +7,12 @@ from typing import Any
 import orjson
 from flask import Blueprint, Response, current_app, jsonify, request
 from marshmallow import ValidationError
-from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
 from .errors import APIError
 from .metrics import ACCEPTED
 from .producer import Unavailable, producer
 from .registry import REGISTRY, Registry
-from .schemas import Limits, make_event, new_event_id, path_schema
+from .schemas import ID_MESSAGE, Limits, canonical_id, make_event, new_event_id
 
 bp = Blueprint("collect", __name__)
 
@@ -40,23 +39,22 @@ def refuse_other_origins() -> None:
     needs no preflight, so the collector must refuse it itself.
     """
     allowed = current_app.config["COLLECTOR_CORS_ORIGINS"]
-    origin = request.headers.get("Origin")
+    origin = request.environ.get("HTTP_ORIGIN")
     if origin is not None and allowed != "*" and origin not in allowed:
         raise APIError(403, f"origin {origin} may not send events here")
 
 
-def read_ids(aid: str, tid: str) -> dict[str, str]:
+def read_ids(aid: str, tid: str) -> tuple[str, str]:
     """The account and tracker ids of the path, canonical; a 404 when malformed or not registered."""
-    try:
-        ids: dict[str, str] = path_schema.load({"aid": aid, "tid": tid})
-    except ValidationError as exc:
-        errors = exc.normalized_messages()
-        raise APIError(404, f"no such collect path: {_summary(errors)}", errors) from None
+    account, tracker = canonical_id(aid), canonical_id(tid)
+    if account is None or tracker is None:
+        malformed = {k: [ID_MESSAGE] for k, v in (("aid", account), ("tid", tracker)) if v is None}
+        raise APIError(404, f"no such collect path: {_summary(malformed)}", malformed)
     registry: Registry | None = current_app.extensions.get(REGISTRY)
-    if registry is not None and (unknown := registry.unknown(ids["aid"], ids["tid"])):
+    if registry is not None and (unknown := registry.unknown(account, tracker)):
         [[why]] = unknown.values()
         raise APIError(404, f"no such collect path: {why}", unknown)
-    return ids
+    return account, tracker
 
 
 def read_body() -> Any:
@@ -68,22 +66,12 @@ def read_body() -> Any:
     charset = request.mimetype_params.get("charset", "utf-8").lower()
     if charset not in ("utf-8", "utf8"):
         raise APIError(415, f"the body must be UTF-8, not {charset}")
-    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    environ = request.environ
+    encoding = environ.get("HTTP_CONTENT_ENCODING", "identity").strip().lower()
     if encoding not in ("identity", "gzip", "deflate"):
         raise APIError(415, f"Content-Encoding must be gzip, deflate or identity, not {encoding}")
     limit: int = current_app.config["COLLECTOR_MAX_BODY_BYTES"]
-    sock = request.environ.get("gunicorn.socket")
-    if sock is not None:  # a client that stops sending mid-body frees the worker after this
-        sock.settimeout(current_app.config["COLLECTOR_BODY_TIMEOUT_MS"] / 1000)
-    try:
-        data = request.get_data(cache=False)
-    except (OSError, ClientDisconnected):  # Werkzeug turns a read timeout into a disconnect
-        timeout = current_app.config["COLLECTOR_BODY_TIMEOUT_MS"]
-        raise APIError(408, f"the body ended early or did not arrive within {timeout} ms") from None
-    except RequestEntityTooLarge:
-        data = b""
-    if len(data) > limit or request.content_length and request.content_length > limit:
-        raise APIError(413, f"the body is larger than the limit of {limit} bytes")
+    data = read_raw_body(environ, limit)
     if encoding != "identity":
         data = inflate(data, encoding, limit)
     if not data:
@@ -97,6 +85,29 @@ def read_body() -> Any:
             raise APIError(400, f"the body is not valid UTF-8 (byte {bad.start})") from None
         raise APIError(400, f"the body is not valid JSON: {exc}") from None
     return body
+
+
+def read_raw_body(environ: dict[str, Any], limit: int) -> bytes:
+    """The body's bytes, read straight from the WSGI input (Werkzeug's wrapping of it cost more
+    than the rest of the view); a 413 past ``limit``, a 408 when it stops arriving."""
+    length = request.content_length
+    if length is not None and length > limit:
+        raise APIError(413, f"the body is larger than the limit of {limit} bytes")
+    if length is None and not environ.get("wsgi.input_terminated"):
+        return b""  # no length, and a server that cannot tell where the body ends
+    timeout = current_app.config["COLLECTOR_BODY_TIMEOUT_MS"]
+    sock = environ.get("gunicorn.socket")
+    if sock is not None:  # a client that stops sending mid-body frees the worker after this
+        sock.settimeout(timeout / 1000)
+    try:
+        data: bytes = environ["wsgi.input"].read(limit + 1 if length is None else length)
+    except OSError:
+        raise APIError(408, f"the body ended early or did not arrive within {timeout} ms") from None
+    if len(data) > limit:
+        raise APIError(413, f"the body is larger than the limit of {limit} bytes")
+    if length is not None and len(data) < length:
+        raise APIError(408, f"the body ended early or did not arrive within {timeout} ms")
+    return data
 
 
 def inflate(data: bytes, encoding: str, limit: int) -> bytes:
@@ -124,14 +135,17 @@ def limits() -> Limits:
 
 def request_context() -> dict[str, Any]:
     """What the request itself tells about the caller."""
-    context = {"ip": request.remote_addr, "user_agent": request.headers.get("User-Agent")}
-    if referer := request.headers.get("Referer"):
+    environ = request.environ
+    context = {"ip": request.remote_addr, "user_agent": environ.get("HTTP_USER_AGENT")}
+    if referer := environ.get("HTTP_REFERER"):
         context["referer"] = referer
     return context
 
 
 def validate_only() -> bool:
     """``?validate=true``: curate and show, queue nothing."""
+    if not request.query_string:  # the common case, without building request.args
+        return False
     value = request.args.get("validate", "false")
     if value not in ("true", "false"):
         raise APIError(400, f"validate must be true or false, not {value}")
@@ -158,13 +172,13 @@ def queue(events: list[dict[str, Any]]) -> None:
 def track(aid: str, tid: str) -> Response:
     """Track one event: ``204`` once it is queued, a JSON error saying what is wrong otherwise."""
     event_id = new_event_id()
-    ids = read_ids(aid, tid)
+    account, tracker = read_ids(aid, tid)
     check = validate_only()
     body = read_body()
     if not isinstance(body, dict):
         raise APIError(400, f"the body must be a JSON object, not {type(body).__name__}")
     try:
-        event = make_event(event_id, ids["aid"], ids["tid"], body, request_context(), limits())
+        event = make_event(event_id, account, tracker, body, request_context(), limits())
     except ValidationError as exc:
         errors = exc.normalized_messages()
         raise APIError(400, f"the event was not tracked: {_summary(errors)}", errors) from None
@@ -178,7 +192,7 @@ def track(aid: str, tid: str) -> Response:
 def track_batch(aid: str, tid: str) -> Response:
     """Track a JSON array of events, each on its own: ``200`` with how many were accepted and
     why each other one was rejected; none is queued if the collector cannot keep them all."""
-    ids = read_ids(aid, tid)
+    account, tracker = read_ids(aid, tid)
     check = validate_only()
     body = read_body()
     limit = current_app.config["COLLECTOR_MAX_BATCH"]
@@ -194,7 +208,7 @@ def track_batch(aid: str, tid: str) -> Response:
         try:
             if not isinstance(item, dict):
                 raise ValidationError(f"must be a JSON object, not {type(item).__name__}")
-            events.append(make_event(new_event_id(), ids["aid"], ids["tid"], item, context, event_limits))
+            events.append(make_event(new_event_id(), account, tracker, item, context, event_limits))
         except ValidationError as exc:
             rejected.append({"index": index, "errors": exc.normalized_messages()})
     answer: dict[str, Any] = {"accepted": len(events), "rejected": rejected}

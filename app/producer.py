@@ -30,6 +30,7 @@ from .spool import Record, Spool, SpoolFull
 
 log = logging.getLogger(__name__)
 EXTENSION = "collector.producer"
+SENDER_POLL_S = 0.005  # how often the sender thread looks for new events
 
 
 class Unavailable(Exception):
@@ -166,8 +167,6 @@ class Outbox:
                         self._queue.pop()
                     self._held_bytes -= size
                     raise
-            else:
-                self._wake.notify()
 
     def _spool(self, records: list[Record], why: str) -> None:
         """Spool ``records``, then every queued record behind them, and keep spooling until the
@@ -203,17 +202,22 @@ class Outbox:
     def _run(self) -> None:
         while True:
             with self._lock:
+                # Polled rather than woken by each put: a wake-up per request cost the request
+                # thread more than the few milliseconds this adds to delivery.
                 while not self._closing and (not self._queue or time.monotonic() < self._retry_at):
-                    self._wake.wait(max(0.0, self._retry_at - time.monotonic()) if self._queue else None)
+                    self._wake.wait(max(SENDER_POLL_S, self._retry_at - time.monotonic()))
                 if not self._queue:
                     return
-                record = self._queue.popleft()
-                self._seq += 1
-                seq = self._seq
                 if not self._inflight:
                     self._progress = time.monotonic()
-                self._inflight[seq] = record
-            self._send(seq, record)
+                batch = []
+                for record in self._queue:
+                    self._seq += 1
+                    self._inflight[self._seq] = record
+                    batch.append((self._seq, record))
+                self._queue.clear()
+            for seq, record in batch:
+                self._send(seq, record)
 
     def _send(self, seq: int, record: Record) -> None:
         if record.topic not in self._topics:

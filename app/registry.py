@@ -20,9 +20,7 @@ import tomllib
 from dataclasses import dataclass
 from typing import Any
 
-from marshmallow import ValidationError
-
-from .schemas import path_schema
+from .schemas import canonical_id
 
 log = logging.getLogger(__name__)
 REGISTRY = "collector.registry"
@@ -43,11 +41,10 @@ class Known:
 def _canonical(path: str, what: str, value: Any) -> str:
     if not isinstance(value, str):
         raise RegistryError(f"{path}: {what} {value!r} must be a string")
-    try:
-        ids = path_schema.load({"aid": value, "tid": "1"})
-    except ValidationError:
-        raise RegistryError(f"{path}: {what} {value!r} must be a positive decimal number or a UUID") from None
-    return str(ids["aid"])
+    canonical = canonical_id(value)
+    if canonical is None:
+        raise RegistryError(f"{path}: {what} {value!r} must be a positive decimal number or a UUID")
+    return canonical
 
 
 def read(path: str) -> Known:

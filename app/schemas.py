@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import math
+import re
 import time
 import uuid
 from typing import Any, NamedTuple
 
-from marshmallow import INCLUDE, Schema, ValidationError, fields, post_load, pre_load, validate
+from marshmallow import INCLUDE, Schema, ValidationError, fields, post_load, pre_load
 
 #: The event specification's standard actions; any other action is a custom event.
 STANDARD_ACTIONS = frozenset(
@@ -54,16 +55,15 @@ def _text(required: bool = True) -> fields.String:
     )
 
 
-class PathSchema(Schema):
-    """The ids in the path: a positive decimal number (no leading zeros kept) or a UUID."""
+_ID = re.compile(ID_PATTERN)
 
-    aid = fields.String(required=True, validate=validate.Regexp(rf"(?:{ID_PATTERN})\Z", error=ID_MESSAGE))
-    tid = fields.String(required=True, validate=validate.Regexp(rf"(?:{ID_PATTERN})\Z", error=ID_MESSAGE))
 
-    @post_load
-    def canonical(self, data: dict[str, str], **kwargs: Any) -> dict[str, str]:
-        """One spelling per id, so one account is one topic: UUIDs lower-case, numbers unpadded."""
-        return {k: v.lower() if "-" in v else str(int(v)) for k, v in data.items()}
+def canonical_id(value: str) -> str | None:
+    """An account or tracker id in its one spelling (UUIDs lower-case, numbers unpadded), or
+    None when it is neither a positive decimal number nor a UUID; one account is one topic."""
+    if not _ID.fullmatch(value):
+        return None
+    return value.lower() if "-" in value else str(int(value))
 
 
 class EventSchema(Schema):
@@ -101,7 +101,6 @@ class EventSchema(Schema):
 
 
 event_schema = EventSchema()
-path_schema = PathSchema()
 
 
 class Limits(NamedTuple):
