@@ -29,9 +29,11 @@ def test_a_short_benchmark_completes_and_every_204_is_in_kafka(tmp_path: Path) -
     )
     assert run.returncode == 0, run.stdout + run.stderr
     text = (tmp_path / "benchmarks.md").read_text()
-    assert len(cells(text, "4")) == 3, text  # the throughput row, and one delivery row per app
+    assert len(cells(text, "4")) == 4, text  # the throughput row, and one delivery row per target
     [collector] = cells(text, "4", "collector")
     [reference] = cells(text, "4", "reference")
+    [batches] = cells(text, "4", "batches of 50")
+    assert int(batches[4]) == int(batches[3]) > 0 and batches[5] == "ok", text
     seen, logged, in_kafka, check = int(collector[2]), int(collector[3]), int(collector[4]), collector[5]
     assert seen > 0 and int(reference[2]) > 0, text
     assert in_kafka == logged and check == "ok" and reference[5] == "ok", text
