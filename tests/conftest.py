@@ -46,8 +46,6 @@ class FakeKafkaProducer:
     never answers (a stalled broker); ``raise_on_send`` makes ``send`` itself raise.
     """
 
-    instances: list[FakeKafkaProducer] = []
-
     def __init__(self, **configs: Any) -> None:
         self.configs = configs
         self.sent: list[tuple[str, bytes, bytes]] = []
@@ -56,7 +54,6 @@ class FakeKafkaProducer:
         self.raise_on_send: Exception | None = None
         self.held: list[tuple[Future, tuple[str, bytes, bytes]]] = []
         self.closed = False
-        FakeKafkaProducer.instances.append(self)
 
     def send(self, topic: str, value: bytes | None = None, key: bytes | None = None) -> Future:
         if self.closed:
@@ -133,6 +130,14 @@ def make_app(tmp_path: Path) -> Iterator[Callable[..., Flask]]:
     yield make
     for app in apps:
         producer.outbox(app).close()
+
+
+@pytest.fixture
+def unwritable_spool(tmp_path: Path) -> str:
+    """A spool directory that cannot be made, even by root: its parent is a file."""
+    parent = tmp_path / "a-file"
+    parent.write_text("")
+    return str(parent / "spool")
 
 
 @pytest.fixture

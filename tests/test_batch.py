@@ -56,10 +56,8 @@ def test_batch_limits(client, sent, body, status, message):
     assert sent() == []
 
 
-def test_a_batch_the_collector_cannot_keep_is_queued_not_at_all(make_app, tmp_path):
-    not_a_dir = tmp_path / "file"
-    not_a_dir.write_text("")
-    app = make_app(COLLECTOR_MAX_PENDING=5, COLLECTOR_SPOOL_DIR=str(not_a_dir / "spool"))
+def test_a_batch_the_collector_cannot_keep_is_queued_not_at_all(make_app, unwritable_spool):
+    app = make_app(COLLECTOR_MAX_PENDING=5, COLLECTOR_SPOOL_DIR=unwritable_spool)
     outbox = producer.outbox(app)
     outbox.start()
     outbox._producer.mode = "hold"  # a stalled broker

@@ -137,12 +137,10 @@ def test_sigterm_mid_load_with_a_stalled_broker(tmp_path):
     no_loss_logged(collector)
 
 
-def test_spool_unwritable_and_queue_full_answers_503(tmp_path):
+def test_spool_unwritable_and_queue_full_answers_503(tmp_path, unwritable_spool):
     broker = Broker().start()
-    not_a_dir = tmp_path / "file"
-    not_a_dir.write_text("")
     collector = Collector(broker.servers, tmp_path, env={
-        **FAST, "COLLECTOR_MAX_PENDING": "20", "COLLECTOR_SPOOL_DIR": str(not_a_dir / "spool")}).start()
+        **FAST, "COLLECTOR_MAX_PENDING": "20", "COLLECTOR_SPOOL_DIR": unwritable_spool}).start()
     try:
         aid = new_account(broker)
         broker.pause()

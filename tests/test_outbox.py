@@ -60,10 +60,8 @@ def test_past_the_pending_bound_events_go_to_disk_not_memory(make_app):
     assert sorted(set(delivered_numbers(fake))) == list(range(50))
 
 
-def test_spool_unwritable_and_outbox_full_answers_503_and_never_hangs(make_app, tmp_path):
-    not_a_dir = tmp_path / "file"
-    not_a_dir.write_text("")
-    app = make_app(COLLECTOR_MAX_PENDING=3, COLLECTOR_SPOOL_DIR=str(not_a_dir / "spool"))
+def test_spool_unwritable_and_outbox_full_answers_503_and_never_hangs(make_app, unwritable_spool):
+    app = make_app(COLLECTOR_MAX_PENDING=3, COLLECTOR_SPOOL_DIR=unwritable_spool)
     client = app.test_client()
     outbox = producer.outbox(app)
     outbox.start()
@@ -78,10 +76,8 @@ def test_spool_unwritable_and_outbox_full_answers_503_and_never_hangs(make_app, 
                                       "the spool cannot keep them")
 
 
-def test_with_the_spool_unwritable_failed_events_stay_in_memory_until_kafka_takes_them(make_app, tmp_path):
-    not_a_dir = tmp_path / "file"
-    not_a_dir.write_text("")
-    app = make_app(COLLECTOR_MAX_PENDING=5, COLLECTOR_SPOOL_DIR=str(not_a_dir / "spool"))
+def test_with_the_spool_unwritable_failed_events_stay_in_memory_until_kafka_takes_them(make_app, unwritable_spool):
+    app = make_app(COLLECTOR_MAX_PENDING=5, COLLECTOR_SPOOL_DIR=unwritable_spool)
     client = app.test_client()
     outbox = producer.outbox(app)
     outbox.start()
