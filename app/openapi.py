@@ -39,19 +39,26 @@ def build(app: Flask) -> dict[str, Any]:
     event["required"] = [f for f in event["required"] if f != "instance_id"]
     event["oneOf"] = [{"required": ["instance_id"]}, {"required": ["instanceID"]}]
     event["properties"]["instanceID"] = event["properties"]["instance_id"]
-    # Every other field is kept, within the limits (depth and field counts are checked too).
+    # Every other field is kept, within the limits: one schema per level of nesting, so that
+    # the document says how deep a value may go (the event itself is level 1).
     string, key = app.config["COLLECTOR_MAX_STRING"], app.config["COLLECTOR_MAX_KEY"]
+    depth, count = app.config["COLLECTOR_MAX_DEPTH"], app.config["COLLECTOR_MAX_FIELDS"]
     event["propertyNames"] = {"maxLength": key}
-    event["additionalProperties"] = {"$ref": "#/components/schemas/Value"}
+    event["maxProperties"] = count
+    event["additionalProperties"] = {"$ref": "#/components/schemas/Value2"}
     for field in event["properties"].values():
         if field["type"] == "string":
             field["maxLength"] = string
-    value = {"anyOf": [
-        {"type": ["number", "boolean", "null"]}, {"type": "string", "maxLength": string},
-        {"type": "array", "items": {"$ref": "#/components/schemas/Value"}},
-        {"type": "object", "propertyNames": {"maxLength": key},
-         "additionalProperties": {"$ref": "#/components/schemas/Value"}},
-    ], "description": "any JSON value within the limits"}
+    values = {}
+    for level in range(2, depth + 2):
+        scalars: list[dict[str, Any]] = [{"type": ["number", "boolean", "null"]},
+                                         {"type": "string", "maxLength": string}]
+        inner = {"$ref": f"#/components/schemas/Value{level + 1}"}
+        containers = [{"type": "array", "maxItems": count, "items": inner},
+                      {"type": "object", "maxProperties": count, "propertyNames": {"maxLength": key},
+                       "additionalProperties": inner}]
+        values[f"Value{level}"] = {"anyOf": scalars + (containers if level <= depth else []),
+                                   "description": f"a JSON value at nesting level {level}"}
     limit = app.config["COLLECTOR_MAX_BATCH"]
     ids = [{"name": n, "in": "path", "required": True, "description": d,
             "schema": {"type": "string", "pattern": f"^(?:{ID_PATTERN})$"}}
@@ -87,7 +94,7 @@ def build(app: Flask) -> dict[str, Any]:
         200: {"description": "OpenAPI 3", "content": {"application/json": {"schema": {"type": "object"}}}}}}})
     document = spec.to_dict()
     document["components"]["schemas"]["Event"] = event
-    document["components"]["schemas"]["Value"] = value
+    document["components"]["schemas"].update(values)
     return document
 
 

@@ -135,7 +135,8 @@ class Outbox:
         for thread in self._threads:
             thread.start()
         if problem := self.spool.check():
-            log.error("the spool cannot be written (%s): events Kafka fails will be lost", problem)
+            log.error("the spool cannot be written (%s): events Kafka fails stay in memory, and new ones get "
+                      "503 once the outbox is full", problem)
 
     def record(self, event: dict[str, Any]) -> Record:
         """The Kafka record of an internal event: its account's topic, keyed by instance_id."""

@@ -22,8 +22,11 @@ ID_MESSAGE = "must be a positive decimal number or a UUID"
 
 
 
+_BLANK = " \t\n\r\f\v"  # ASCII whitespace: what "blank" means here and in the OpenAPI pattern
+
+
 def _non_blank(value: str) -> None:
-    if not value.strip():
+    if not value.strip(_BLANK):
         raise ValidationError("must not be empty")
 
 ID_PATTERN = r"0{0,20}[1-9][0-9]{0,19}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
@@ -46,7 +49,7 @@ def _text(required: bool = True) -> fields.String:
     return fields.String(
         required=required,
         validate=_non_blank if required else None,
-        metadata={"pattern": r"\S"} if required else {},
+        metadata={"pattern": r"[^ \t\n\r\f\v]"} if required else {},
         error_messages={
             "required": "is required",
             "invalid": "must be a string",
@@ -106,8 +109,8 @@ event_schema = EventSchema()
 class Limits(NamedTuple):
     """How big an event may be, beyond the body's size."""
 
-    depth: int  # nesting of objects and arrays, the body itself being level 1
-    fields: int  # keys and array items, nested ones included
+    depth: int  # nesting of objects and arrays, the event itself being level 1
+    fields: int  # keys of any one object, items of any one array
     string: int  # characters in any string
     key: int  # characters in any key
 
@@ -115,24 +118,25 @@ class Limits(NamedTuple):
 def limit_errors(body: dict[str, Any], limits: Limits) -> dict[str, list[str]]:
     """What in ``body`` is over ``limits``, by field path (at most 20 entries)."""
     errors: dict[str, list[str]] = {}
-    count = 0
     stack: list[tuple[Any, str, int]] = [(body, "", 1)]
     while stack and len(errors) < 20:
         value, path, depth = stack.pop()
-        if isinstance(value, (dict, list)):
+        if isinstance(value, dict):
             if depth > limits.depth:
                 errors[path] = [f"is nested deeper than {limits.depth} levels"]
-                continue
-            count += len(value)
-            if count > limits.fields:
-                errors["_schema"] = [f"has more than {limits.fields} fields and array items"]
-                break
-            if isinstance(value, dict):
+            elif len(value) > limits.fields:
+                errors[path or "_schema"] = [f"has more than {limits.fields} fields"]
+            else:
                 for key, item in value.items():
                     if len(key) > limits.key:
                         errors[path or "_schema"] = [f"has a key longer than {limits.key} characters"]
                     else:
                         stack.append((item, f"{path}.{key}" if path else key, depth + 1))
+        elif isinstance(value, list):
+            if depth > limits.depth:
+                errors[path] = [f"is nested deeper than {limits.depth} levels"]
+            elif len(value) > limits.fields:
+                errors[path] = [f"has more than {limits.fields} items"]
             else:
                 stack.extend((item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value))
         elif isinstance(value, str) and len(value) > limits.string:

@@ -20,7 +20,7 @@ from .test_clients import raw_http
 EVENT = {"action": "view", "object": "form", "vendor": "V", "product": "P", "instance_id": "i1"}
 REQUIRED = ("action", "object", "vendor", "product", "instance_id")
 KNOWN = {*REQUIRED, "label", "score", "instanceID"}
-LIMITS = Limits(depth=10, fields=500, string=8192, key=128)
+LIMITS = Limits(depth=10, fields=100, string=8192, key=128)
 
 
 def test_the_document_and_the_routes_agree(app):
@@ -79,10 +79,12 @@ def nested(depth: int) -> object:
 LIMIT_CASES = [
     pytest.param(json.dumps({**EVENT, "deep": nested(10)}), 400, {"deep.a.a.a.a.a.a.a.a.a": [
         "is nested deeper than 10 levels"]}, id="depth"),
-    pytest.param(json.dumps({**EVENT, **{f"f{i}": i for i in range(500)}}), 400, {"_schema": [
-        "has more than 500 fields and array items"]}, id="fields"),
-    pytest.param(json.dumps({**EVENT, "tags": list(range(600))}), 400, {"_schema": [
-        "has more than 500 fields and array items"]}, id="array-items"),
+    pytest.param(json.dumps({**EVENT, **{f"f{i}": i for i in range(96)}}), 400, {"_schema": [
+        "has more than 100 fields"]}, id="fields"),
+    pytest.param(json.dumps({**EVENT, "p": {f"f{i}": i for i in range(101)}}), 400, {"p": [
+        "has more than 100 fields"]}, id="nested-fields"),
+    pytest.param(json.dumps({**EVENT, "tags": list(range(101))}), 400, {"tags": [
+        "has more than 100 items"]}, id="array-items"),
     pytest.param(json.dumps({**EVENT, "note": "x" * 8193}), 400, {"note": ["is longer than 8192 characters"]},
                  id="string"),
     pytest.param(json.dumps({**EVENT, "action": "x" * 8193}), 400, {"action": ["is longer than 8192 characters"]},
