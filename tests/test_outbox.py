@@ -18,15 +18,19 @@ def post(client, i, aid="1"):
     return client.post(f"/collect/{aid}/1/event", json={**EVENT, "instance_id": f"i{i}", "n": i})
 
 
+def started(app):
+    """The app's test client and its outbox, started (its producer is a fake)."""
+    outbox = producer.outbox(app)
+    outbox.start()
+    return app.test_client(), outbox
+
+
 def delivered_numbers(fake):
     return [r["value"]["properties"]["n"] for r in records(fake)]
 
 
 def test_events_kafka_fails_are_spooled_and_replayed_in_order(make_app):
-    app = make_app()
-    client = app.test_client()
-    outbox = producer.outbox(app)
-    outbox.start()
+    client, outbox = started(make_app())
     fake = outbox._producer
     fake.mode = "fail"
     for i in range(20):
@@ -43,10 +47,7 @@ def test_events_kafka_fails_are_spooled_and_replayed_in_order(make_app):
 
 
 def test_past_the_pending_bound_events_go_to_disk_not_memory(make_app):
-    app = make_app(COLLECTOR_MAX_PENDING=5)
-    client = app.test_client()
-    outbox = producer.outbox(app)
-    outbox.start()
+    client, outbox = started(make_app(COLLECTOR_MAX_PENDING=5))
     fake = outbox._producer
     fake.mode = "hold"  # a stalled broker: nothing is acknowledged
     for i in range(50):
@@ -61,10 +62,7 @@ def test_past_the_pending_bound_events_go_to_disk_not_memory(make_app):
 
 
 def test_spool_unwritable_and_outbox_full_answers_503_and_never_hangs(make_app, unwritable_spool):
-    app = make_app(COLLECTOR_MAX_PENDING=3, COLLECTOR_SPOOL_DIR=unwritable_spool)
-    client = app.test_client()
-    outbox = producer.outbox(app)
-    outbox.start()
+    client, outbox = started(make_app(COLLECTOR_MAX_PENDING=3, COLLECTOR_SPOOL_DIR=unwritable_spool))
     outbox._producer.mode = "hold"
     statuses = [post(client, i).status_code for i in range(6)]
     assert statuses == [204, 204, 204, 503, 503, 503]
@@ -77,10 +75,7 @@ def test_spool_unwritable_and_outbox_full_answers_503_and_never_hangs(make_app, 
 
 
 def test_with_the_spool_unwritable_failed_events_stay_in_memory_until_kafka_takes_them(make_app, unwritable_spool):
-    app = make_app(COLLECTOR_MAX_PENDING=5, COLLECTOR_SPOOL_DIR=unwritable_spool)
-    client = app.test_client()
-    outbox = producer.outbox(app)
-    outbox.start()
+    client, outbox = started(make_app(COLLECTOR_MAX_PENDING=5, COLLECTOR_SPOOL_DIR=unwritable_spool))
     fake = outbox._producer
     fake.mode = "fail"
     statuses = [post(client, i).status_code for i in range(5)]
@@ -123,10 +118,7 @@ def test_a_request_never_waits_on_the_broker(make_app):
 
 
 def test_a_broken_producer_is_replaced_and_nothing_is_lost(make_app):
-    app = make_app()
-    client = app.test_client()
-    outbox = producer.outbox(app)
-    outbox.start()
+    client, outbox = started(make_app())
     broken = outbox._producer
     broken.raise_on_send = IllegalStateError("producer in a fatal state")
     for i in range(5):
@@ -184,10 +176,7 @@ def test_a_torn_line_is_skipped_and_the_rest_replayed(tmp_path):
 
 
 def test_a_full_spool_answers_503(make_app):
-    app = make_app(COLLECTOR_MAX_PENDING=1, COLLECTOR_SPOOL_MAX_BYTES=2000)
-    client = app.test_client()
-    outbox = producer.outbox(app)
-    outbox.start()
+    client, outbox = started(make_app(COLLECTOR_MAX_PENDING=1, COLLECTOR_SPOOL_MAX_BYTES=2000))
     outbox._producer.mode = "hold"
     statuses = [post(client, i).status_code for i in range(20)]
     assert statuses[:2] == [204, 204]
