@@ -16,9 +16,9 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 bind = os.environ.get("COLLECTOR_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "sync"
-# A client that stops sending mid-body is dropped after this many seconds.
+# A worker silent this long is killed and replaced (a stalled body is cut sooner, by
+# COLLECTOR_BODY_TIMEOUT_MS; sync workers keep no connection alive, so no keepalive here).
 timeout = 30
-keepalive = 5
 graceful_timeout = 30
 accesslog = "-"
 # Several collectors may run on one host (tests, the benchmark); none needs gunicornc.

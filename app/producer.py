@@ -332,7 +332,7 @@ class Outbox:
                 claim.done()
                 log.info("replayed spool file %s", path.name)
             finally:
-                self.spool.release(claim)
+                claim.release()
         with self._lock:
             if self._spooling and not self.spool.writing and not self.spool.own_files():
                 self._spooling = False

@@ -80,6 +80,10 @@ class Claim:
         """Every record reached Kafka: delete the file."""
         self.path.unlink(missing_ok=True)
 
+    def release(self) -> None:
+        """Let go of the file (after ``done``, or to retry later)."""
+        os.close(self.fd)
+
 
 class Spool:
     """The spool directory, as one worker process sees it."""
@@ -89,7 +93,6 @@ class Spool:
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
         self._fd: int | None = None
-        self._name = ""
         self._bytes = 0  # all spool files, as last counted plus what this process wrote since
 
     def check(self) -> str | None:
@@ -110,13 +113,13 @@ class Spool:
             if self._bytes + len(data) > self.max_bytes:
                 raise SpoolFull(f"the spool holds {self._bytes} bytes, its maximum")
             if self._fd is None:
-                self._fd, self._name = self._create()
+                self._fd = self._create()
             view = memoryview(data)
             while view:
                 view = view[os.write(self._fd, view):]
             self._bytes += len(data)
 
-    def _create(self) -> tuple[int, str]:
+    def _create(self) -> int:
         # Locked before it gets a name a claimer looks for, so no claimer sees it unlocked.
         self.dir.mkdir(parents=True, exist_ok=True)
         name = f"{time.time_ns():020d}-{os.getpid()}{SUFFIX}"
@@ -124,7 +127,7 @@ class Spool:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_EXCL, 0o640)
         fcntl.flock(fd, fcntl.LOCK_EX)
         os.rename(tmp, self.dir / name)
-        return fd, name
+        return fd
 
     def rotate(self) -> None:
         """Close this process's file (if any) so that it can be replayed."""
@@ -171,8 +174,4 @@ class Spool:
             os.close(fd)
             return None
         return Claim(path, fd)
-
-    def release(self, claim: Claim) -> None:
-        """Let go of a claim (after ``done``, or to retry later)."""
-        os.close(claim.fd)
 

@@ -161,7 +161,7 @@ def test_a_spool_file_is_claimed_by_one_replayer_at_a_time(tmp_path):
     assert b.claim(path) is None
     assert [r for chunk in claim.chunks(10) for r in chunk] == [Record("e1", "events.1", b"k", b'{"n":1}')]
     claim.done()
-    a.release(claim)
+    claim.release()
     assert b.claim(path) is None and not path.exists()
 
 
