@@ -29,7 +29,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         app.extensions[REGISTRY] = Registry(app.config["COLLECTOR_REGISTRY"])
     register_cors(app)
     producer.init_app(app)
-    app.register_blueprint(collect.bp)
+    collect.init_app(app)
     ops.register_ops(app)
     app.register_blueprint(openapi.bp)
     if hops := app.config["COLLECTOR_PROXY_HOPS"]:

@@ -77,6 +77,13 @@ class FakeKafkaProducer:
             self.sent.append(record)
             future.success(None)
 
+    def fail_held(self) -> None:
+        """The stalled broker fails what it held, in order, and from now on fails at once."""
+        self.mode = "fail"
+        held, self.held = self.held, []
+        for future, _ in held:
+            future.failure(self.error)
+
     def flush(self, timeout: float | None = None) -> None:
         if self.held:
             raise KafkaTimeoutError("flush timed out")

@@ -32,9 +32,11 @@ def delivered_numbers(fake):
 def test_events_kafka_fails_are_spooled_and_replayed_in_order(make_app):
     client, outbox = started(make_app())
     fake = outbox._producer
-    fake.mode = "fail"
+    fake.mode = "hold"  # all in flight first: what arrives while Kafka fails may be spooled ahead
     for i in range(20):
         assert post(client, i).status_code == 204
+    wait_until(lambda: len(fake.held) == 20, what="every event in flight")
+    fake.fail_held()
     wait_until(lambda: outbox.pending == 0, what="every event failed and spooled")
     assert delivered_numbers(fake) == []
     fake.mode = "ok"
