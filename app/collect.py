@@ -9,7 +9,6 @@ from flask import Blueprint, Flask, Request, Response, current_app, jsonify, req
 from marshmallow import ValidationError
 
 from .errors import APIError
-from .metrics import ACCEPTED
 from .producer import Outbox, Unavailable, producer
 from .registry import REGISTRY, Registry
 from .schemas import ID_MESSAGE, Limits, canonical_id, make_event, new_event_id
@@ -186,7 +185,6 @@ def queue(outbox: Outbox, events: list[dict[str, Any]]) -> None:
     except Unavailable as exc:
         what = "the event was not" if len(events) == 1 else f"none of the {len(events)} events was"
         raise APIError(503, f"{what} tracked: {exc}", headers={"Retry-After": "1"}) from None
-    ACCEPTED.inc(len(events))
 
 
 @bp.post("/collect/<aid>/<tid>/event")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, Response, jsonify, request
 
-from .metrics import REQUESTS, exposition
+from .metrics import count_request, exposition
 from .producer import producer
 
 bp = Blueprint("ops", __name__)
@@ -31,14 +31,14 @@ def metrics() -> Response:
     return Response(body, content_type=content_type)
 
 
-def count_request(response: Response) -> Response:
+def count_answer(response: Response) -> Response:
     """Count every answer by route (the URL rule, never the path) and status."""
     rule = request.url_rule
-    REQUESTS.labels(rule.rule if rule else "unmatched", str(response.status_code)).inc()
+    count_request(rule.rule if rule else "unmatched", response.status_code)
     return response
 
 
 def register_ops(app: Flask) -> None:
     """The operators' routes, and the request counter on every answer."""
     app.register_blueprint(bp)
-    app.after_request(count_request)
+    app.after_request(count_answer)

@@ -100,6 +100,7 @@ class Outbox:
         self._queue: deque[Record] = deque()  # accepted, not yet handed to kafka-python
         self._inflight: dict[int, Record] = {}  # handed to kafka-python, not yet acknowledged
         self._seq = 0
+        self._acked: deque[int] = deque()  # acknowledged by Kafka, for the sender thread to settle
         self._held_bytes = 0  # of the queued and in-flight records
         self._progress = time.monotonic()  # last acknowledgement or failure
         self._spooling = False  # new events go to the spool, behind the ones there, until it drains
@@ -168,6 +169,7 @@ class Outbox:
                         self._queue.pop()
                     self._held_bytes -= size
                     raise
+            metrics.count(metrics.ACCEPTED, len(records))  # counted before the sender can deliver them
 
     def _spool(self, records: list[Record], why: str) -> None:
         """Spool ``records``, then every queued record behind them, and keep spooling until the
@@ -202,13 +204,16 @@ class Outbox:
 
     def _run(self) -> None:
         while True:
+            metrics.flush()
             with self._lock:
-                # Polled rather than woken by each put: a wake-up per request cost the request
-                # thread more than the few milliseconds this adds to delivery.
-                while not self._closing and (not self._queue or time.monotonic() < self._retry_at):
-                    self._wake.wait(max(SENDER_POLL_S, self._retry_at - time.monotonic()))
-                if not self._queue:
+                self._settle()
+                if not self._queue and self._closing:
                     return
+                if not self._queue or (time.monotonic() < self._retry_at and not self._closing):
+                    # Polled rather than woken by each put: a wake-up per request cost the
+                    # request thread more than the few milliseconds this adds to delivery.
+                    self._wake.wait(max(SENDER_POLL_S, self._retry_at - time.monotonic()))
+                    continue
                 if not self._inflight:
                     self._progress = time.monotonic()
                 batch = []
@@ -241,12 +246,22 @@ class Outbox:
         return record
 
     def _delivered(self, seq: int, metadata: Any) -> None:
-        with self._lock:
-            record = self._take(seq)
-        self._heard = time.monotonic()
-        if record is not None:
-            metrics.DELIVERED.inc()
-            metrics.DELIVERY_SECONDS.observe(self._heard - record.accepted_at)
+        # Kafka's I/O thread runs this for every record: it only notes the record, and the
+        # sender thread settles the notes in bulk under one lock (_settle).
+        self._acked.append(seq)
+
+    def _settle(self) -> None:
+        """Forget the records Kafka acknowledged since the last call. The caller holds the lock."""
+        if not self._acked:
+            return
+        now = self._heard = time.monotonic()
+        delivered = 0
+        while self._acked:
+            record = self._take(self._acked.popleft())
+            if record is not None:
+                delivered += 1
+                metrics.DELIVERY_SECONDS.observe(now - record.accepted_at)
+        metrics.DELIVERED.inc(delivered)
 
     def _failed(self, seq: int, exc: BaseException) -> None:
         metrics.FAILED.inc()
@@ -375,6 +390,7 @@ class Outbox:
         old, self._producer = self._producer, self.factory(**self.configs)
         self._broken = False
         with self._lock:
+            self._settle()
             stranded = [self._take(seq) for seq in list(self._inflight)]
             self._spool_or_retry([r for r in stranded if r is not None], f"the producer was {why}")
         with contextlib.suppress(Exception):
@@ -395,6 +411,7 @@ class Outbox:
         except Exception as exc:  # noqa: BLE001 - the deadline passed
             log.warning("Kafka did not acknowledge everything before the deadline: %r", exc)
         with self._lock:
+            self._settle()
             if self.pending:
                 log.warning("%d events not acknowledged at exit: spooled for the next worker", self.pending)
                 stranded = [r for r in map(self._take, list(self._inflight)) if r is not None]
@@ -407,6 +424,7 @@ class Outbox:
         with contextlib.suppress(Exception):
             self._producer.close(timeout=0)
         self.spool.rotate()
+        metrics.flush()
         self._pid = 0
 
 
