@@ -1,6 +1,8 @@
 """The collect route: read the body, curate it into an event, queue it, answer 204."""
 from __future__ import annotations
 
+import socket
+import struct
 import zlib
 from typing import Any, NamedTuple
 
@@ -124,7 +126,9 @@ def read_raw_body(req: Request, limit: int, timeout: int) -> bytes:
         return b""  # no length, and a server that cannot tell where the body ends
     sock = environ.get("gunicorn.socket")
     if sock is not None:  # a client that stops sending mid-body frees the worker after this
-        sock.settimeout(timeout / 1000)
+        # The kernel's receive timeout rather than settimeout's, which turns the socket
+        # non-blocking and makes every later send of the answer poll first.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", *divmod(timeout * 1000, 1_000_000)))
     try:
         data: bytes = environ["wsgi.input"].read(limit + 1 if length is None else length)
     except OSError:

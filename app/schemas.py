@@ -105,27 +105,35 @@ def limit_errors(body: dict[str, Any], limits: Limits) -> dict[str, list[str]]:
     stack: list[tuple[Any, str, int]] = [(body, "", 1)]
     while stack and len(errors) < 20:
         value, path, depth = stack.pop()
+        if depth > limits.depth:
+            errors[path] = [f"is nested deeper than {limits.depth} levels"]
+            continue
         if isinstance(value, dict):
-            if depth > limits.depth:
-                errors[path] = [f"is nested deeper than {limits.depth} levels"]
-            elif len(value) > limits.fields:
+            if len(value) > limits.fields:
                 errors[path or "_schema"] = [f"has more than {limits.fields} fields"]
-            else:
-                for key, item in value.items():
-                    if len(key) > limits.key:
-                        errors[path or "_schema"] = [f"has a key longer than {limits.key} characters"]
-                    else:
-                        stack.append((item, f"{path}.{key}" if path else key, depth + 1))
-        elif isinstance(value, list):
-            if depth > limits.depth:
-                errors[path] = [f"is nested deeper than {limits.depth} levels"]
-            elif len(value) > limits.fields:
-                errors[path] = [f"has more than {limits.fields} items"]
-            else:
-                stack.extend((item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value))
-        elif isinstance(value, str) and len(value) > limits.string:
-            errors[path] = [f"is longer than {limits.string} characters"]
-    return errors
+                continue
+            items: Any = value.items()
+        elif len(value) > limits.fields:
+            errors[path] = [f"has more than {limits.fields} items"]
+            continue
+        else:
+            items = enumerate(value)
+        for key, item in items:  # strings are checked here, only objects and arrays go on the stack
+            if isinstance(key, str) and len(key) > limits.key:
+                errors[path or "_schema"] = [f"has a key longer than {limits.key} characters"]
+                continue
+            if isinstance(item, str):
+                if len(item) > limits.string:
+                    errors[_child(path, key)] = [f"is longer than {limits.string} characters"]
+            elif isinstance(item, (dict, list)):
+                stack.append((item, _child(path, key), depth + 1))
+    return dict(list(errors.items())[:20])
+
+
+def _child(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else key
 
 
 class ErrorSchema(Schema):
