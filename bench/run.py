@@ -342,6 +342,11 @@ def machine() -> str:
             f"commit {commit.stdout.strip() or '?'}{' with local changes' if dirty else ''}")
 
 
+def per_event(r: Result) -> str:
+    """The CPU gunicorn's processes spent per event queued (per request for the reference), in µs."""
+    return f"{r.cpu['gunicorn'] * 10_000 / r.events_per_s:.0f}" if r.events_per_s else "-"
+
+
 def report(rows: dict[tuple[int, str], Result], args: argparse.Namespace, command: str, chart: bool) -> str:
     """The Markdown page: what ran, where, and the two tables."""
     levels = sorted({c for c, _ in rows})
@@ -388,16 +393,18 @@ def report(rows: dict[tuple[int, str], Result], args: argparse.Namespace, comman
         " is MISMATCH otherwise, and FAILED when requests got another answer or none was answered."
         " CPU is in % of one core (the machine has"
         f" {os.cpu_count()}: {100 * (os.cpu_count() or 1)} % is all of it); `rest` is everything else on the"
-        " machine, such as other people's work.",
+        " machine, such as other people's work. CPU per event is gunicorn's (its workers' threads included)"
+        " divided by the events queued: it moves less than throughput when other work shares the cores.",
         "",
         "| connections | app | queued, per wrk | queued, per gunicorn's log | in Kafka | check"
-        " | peak RSS per worker, MiB | CPU gunicorn | CPU broker | CPU wrk | CPU rest | notes |",
-        "|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---|",
+        " | peak RSS per worker, MiB | CPU gunicorn | gunicorn CPU per event, µs | CPU broker | CPU wrk | CPU rest"
+        " | notes |",
+        "|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for (c, name), r in sorted(rows.items()):
         kafka = "-" if r.kafka is None else str(r.kafka)
         lines.append(f"| {c} | {name} | {r.ok} | {r.logged} | {kafka} | {r.check} | {r.rss_mib:.0f}"
-                     f" | {r.cpu['gunicorn']:.0f} | {r.cpu['broker']:.0f} | {r.cpu['wrk']:.0f}"
+                     f" | {r.cpu['gunicorn']:.0f} | {per_event(r)} | {r.cpu['broker']:.0f} | {r.cpu['wrk']:.0f}"
                      f" | {r.cpu['rest']:.0f} | {'; '.join(r.notes)} |")
     if chart:
         lines += ["", "![Throughput and p99 latency against connections](benchmarks.png)"]
