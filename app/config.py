@@ -126,6 +126,8 @@ SETTINGS: dict[str, Callable[[Mapping[str, str]], Any]] = {
     ),
     "COLLECTOR_KAFKA_ACKS": _choice("COLLECTOR_KAFKA_ACKS", "all", ("all", "1")),
     "COLLECTOR_KAFKA_LINGER_MS": _int("COLLECTOR_KAFKA_LINGER_MS", 50, 0, 1000),
+    # Under the producer's 1 MB request limit; grown as records come, not allocated ahead.
+    "COLLECTOR_KAFKA_BATCH_BYTES": _int("COLLECTOR_KAFKA_BATCH_BYTES", 256 * 1024, 1024, 1_000_000),
     "COLLECTOR_KAFKA_COMPRESSION": _choice(
         "COLLECTOR_KAFKA_COMPRESSION", "none", ("none", "gzip", "snappy", "lz4", "zstd")
     ),

@@ -63,6 +63,7 @@ def producer_configs(config: Mapping[str, Any]) -> dict[str, Any]:
         # An idempotent producer was seen to wedge for good after a long outage.
         "enable_idempotence": False,
         "linger_ms": config["COLLECTOR_KAFKA_LINGER_MS"],
+        "batch_size": config["COLLECTOR_KAFKA_BATCH_BYTES"],
         "compression_type": None
         if config["COLLECTOR_KAFKA_COMPRESSION"] == "none"
         else config["COLLECTOR_KAFKA_COMPRESSION"],

@@ -4,9 +4,11 @@ from __future__ import annotations
 import json
 import threading
 
+import pytest
 from kafka.errors import IllegalStateError
 
-from app.producer import producer
+from app.config import ConfigError, from_env
+from app.producer import producer, producer_configs
 from app.spool import Record, Spool, encode
 
 from .conftest import records, wait_until
@@ -189,3 +191,10 @@ def test_a_full_spool_answers_503(make_app):
                for p in outbox.spool.files() for line in p.read_bytes().splitlines()}
     in_flight = {json.loads(value)["properties"]["n"] for _, (_, _, value) in outbox._producer.held}
     assert on_disk | in_flight == set(range(first_refused))  # every 204 is on disk or with Kafka
+
+
+def test_the_producer_batch_size_is_a_setting():
+    assert producer_configs(from_env({}))["batch_size"] == 256 * 1024
+    assert producer_configs(from_env({"COLLECTOR_KAFKA_BATCH_BYTES": "65536"}))["batch_size"] == 65536
+    with pytest.raises(ConfigError, match="COLLECTOR_KAFKA_BATCH_BYTES must be between 1024 and 1000000"):
+        from_env({"COLLECTOR_KAFKA_BATCH_BYTES": "2000000"})
