@@ -125,7 +125,10 @@ SETTINGS: dict[str, Callable[[Mapping[str, str]], Any]] = {
         "COLLECTOR_MAX_PENDING_BYTES", 32 * 1024 * 1024, 64 * 1024, 8 * 1024**3
     ),
     "COLLECTOR_KAFKA_ACKS": _choice("COLLECTOR_KAFKA_ACKS", "all", ("all", "1")),
-    "COLLECTOR_KAFKA_LINGER_MS": _int("COLLECTOR_KAFKA_LINGER_MS", 50, 0, 1000),
+    # Events wait in memory up to the send interval plus the linger before they are sent: the
+    # sender thread hands them over in bursts, so kafka-python need not linger long itself.
+    "COLLECTOR_SEND_INTERVAL_MS": _int("COLLECTOR_SEND_INTERVAL_MS", 50, 1, 1000),
+    "COLLECTOR_KAFKA_LINGER_MS": _int("COLLECTOR_KAFKA_LINGER_MS", 5, 0, 1000),
     # Under the producer's 1 MB request limit; grown as records come, not allocated ahead.
     "COLLECTOR_KAFKA_BATCH_BYTES": _int("COLLECTOR_KAFKA_BATCH_BYTES", 256 * 1024, 1024, 1_000_000),
     "COLLECTOR_KAFKA_COMPRESSION": _choice(

@@ -38,7 +38,7 @@ PENDING = Gauge("collector_pending_events", "Events held in memory that Kafka ha
 
 # Counts made while answering a request are appended here (a deque's append needs no lock)
 # and added to the metrics in bulk by ``flush``: the outbox's sender thread calls it every
-# few milliseconds, and /metrics before it answers. In multi-process mode each increment takes
+# COLLECTOR_SEND_INTERVAL_MS, and /metrics before it answers. In multi-process mode each increment takes
 # the client's process-wide lock and writes to a memory-mapped file; done per request, with
 # the sender thread wanting that lock too, it cost the request 3 % of a worker.
 _tally: deque[tuple[Any, float]] = deque()

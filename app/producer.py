@@ -30,7 +30,6 @@ from .spool import Record, Spool, SpoolFull
 
 log = logging.getLogger(__name__)
 EXTENSION = "collector.producer"
-SENDER_POLL_S = 0.005  # how often the sender thread looks for new events
 
 
 class Unavailable(Exception):
@@ -84,6 +83,7 @@ class Outbox:
         self.max_pending: int = config["COLLECTOR_MAX_PENDING"]
         self.max_pending_bytes: int = config["COLLECTOR_MAX_PENDING_BYTES"]
         self.flush_s: float = config["COLLECTOR_SHUTDOWN_FLUSH_MS"] / 1000
+        self.send_interval_s: float = config["COLLECTOR_SEND_INTERVAL_MS"] / 1000
         self.replay_s: float = config["COLLECTOR_SPOOL_REPLAY_MS"] / 1000
         self.delivery_s: float = config["COLLECTOR_KAFKA_DELIVERY_TIMEOUT_MS"] / 1000
         self.ready_s: float = config["COLLECTOR_READY_MAX_AGE_MS"] / 1000
@@ -211,9 +211,10 @@ class Outbox:
                 if not self._queue and self._closing:
                     return
                 if not self._queue or (time.monotonic() < self._retry_at and not self._closing):
-                    # Polled rather than woken by each put: a wake-up per request cost the
-                    # request thread more than the few milliseconds this adds to delivery.
-                    self._wake.wait(max(SENDER_POLL_S, self._retry_at - time.monotonic()))
+                    # Polled rather than woken by each put, and in bursts: each wake-up of this
+                    # thread or of kafka-python's cost the request thread more (the GIL, the
+                    # caches) than the milliseconds it adds to delivery.
+                    self._wake.wait(max(self.send_interval_s, self._retry_at - time.monotonic()))
                     continue
                 if not self._inflight:
                     self._progress = time.monotonic()
