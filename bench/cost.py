@@ -91,15 +91,18 @@ def kafka_cost(count: int) -> None:
     from app.config import from_env
     from app.producer import producer_configs
 
-    kafka = KafkaProducer(**producer_configs(from_env()))
+    config = from_env()
+    kafka = KafkaProducer(**producer_configs(config))
+    interval = config["COLLECTOR_SEND_INTERVAL_MS"] / 1000
+    burst = max(1, round(1000 * interval))  # a worker taking 1,000 events/s, handed over each interval
     value = b"x" * 330  # the size of the benchmark event's record
     kafka.send("events.1", key=b"warm", value=value).get(timeout=10)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     before = usage.ru_utime + usage.ru_stime
     for i in range(count):
         kafka.send("events.1", key=b"p-%d" % i, value=value).add_callback(lambda metadata: None)
-        if i % 10 == 9:
-            time.sleep(0.005)  # about as often as a worker's sender thread hands records over
+        if i % burst == burst - 1:
+            time.sleep(interval)
     kafka.flush()
     usage = resource.getrusage(resource.RUSAGE_SELF)
     print(f"kafka-python: {1e6 * (usage.ru_utime + usage.ru_stime - before) / count:.0f} µs CPU per record")
