@@ -431,7 +431,7 @@ class Outbox:
 
 
 class EventProducer:
-    """Flask extension: ``producer.init_app(app)``, then ``producer.send(events)`` in a view."""
+    """Flask extension: ``producer.init_app(app)``, then ``producer.outbox(app).put(events)``."""
 
     def init_app(self, app: Flask) -> None:
         """Give ``app`` an outbox; its producer is created per process on first use."""
@@ -441,10 +441,6 @@ class EventProducer:
     def outbox(app: Flask | None = None) -> Outbox:
         """The outbox of ``app`` (default: the current app)."""
         return (app or current_app).extensions[EXTENSION]  # type: ignore[no-any-return]
-
-    def send(self, events: list[dict[str, Any]]) -> None:
-        """Queue events, all or none; raises ``Unavailable`` when they cannot be kept."""
-        self.outbox().put(events)
 
 
 producer = EventProducer()
