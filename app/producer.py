@@ -224,21 +224,19 @@ class Outbox:
                     self._inflight[self._seq] = record
                     batch.append((self._seq, record))
                 self._queue.clear()
-            for seq, record in batch:
-                self._send(seq, record)
-
-    def _send(self, seq: int, record: Record) -> None:
-        if record.topic not in self._topics:
-            self._create_topic(record.topic)
-        try:
-            future = self._producer.send(record.topic, key=record.key, value=record.value)
-        except Exception as exc:  # noqa: BLE001 - a metadata timeout, or a broken producer
-            if not isinstance(exc, KafkaTimeoutError):
-                self._broken = True
-            self._failed(seq, exc)
-        else:
-            future.add_callback(self._delivered, seq)
-            future.add_errback(self._failed, seq)
+            for index, (seq, record) in enumerate(batch):
+                if record.topic not in self._topics:
+                    self._create_topic(record.topic)
+                try:
+                    future = self._producer.send(record.topic, key=record.key, value=record.value)
+                except Exception as exc:  # noqa: BLE001 - a metadata timeout, or a broken producer
+                    if not isinstance(exc, KafkaTimeoutError):
+                        self._broken = True
+                    # The rest of the batch goes with it, in order, ahead of what came since.
+                    self._failed([s for s, _ in batch[index:]], exc)
+                    break
+                future.add_callback(self._delivered, seq)
+                future.add_errback(self._failed, [seq])
 
     def _take(self, seq: int) -> Record | None:
         record = self._inflight.pop(seq, None)
@@ -265,13 +263,13 @@ class Outbox:
                 metrics.DELIVERY_SECONDS.observe(now - record.accepted_at)
         metrics.DELIVERED.inc(delivered)
 
-    def _failed(self, seq: int, exc: BaseException) -> None:
-        metrics.FAILED.inc()
+    def _failed(self, seqs: list[int], exc: BaseException) -> None:
+        metrics.FAILED.inc(len(seqs))
         self._problem = f"Kafka failed an event: {exc!r}"
         with self._lock:
-            record = self._take(seq)
-            if record is not None:
-                self._spool_or_retry([record], f"not delivered: {exc!r}")
+            records = [r for r in map(self._take, seqs) if r is not None]
+            if records:
+                self._spool_or_retry(records, f"not delivered: {exc!r}")
 
     def _create_topic(self, topic: str) -> None:
         """Create an account's topic with the configured partitions and replication, once
