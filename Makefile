@@ -20,7 +20,8 @@ $(STAMP): setup.cfg
 run: $(STAMP)  ## serve on http://127.0.0.1:8000, with an embedded broker unless KAFKA_BOOTSTRAP_SERVERS is set
 	$(BIN)/python dev/broker.py run -- $(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
-test: $(STAMP)  ## the whole suite, integration tests against a real broker included
+test: $(STAMP)  ## the whole suite, integration tests against a real broker included (first: dev/system-packages)
+	@dev/system-packages
 	$(BIN)/python -m pytest
 
 $(VENV)/.bench: $(STAMP) setup.cfg
@@ -28,7 +29,7 @@ $(VENV)/.bench: $(STAMP) setup.cfg
 	touch $@
 
 bench: $(VENV)/.bench  ## throughput, latency and delivery under wrk, beside a bare Flask app: docs/benchmarks.md
-	@command -v wrk >/dev/null || { apt-get update -q && apt-get install -y -q --no-install-recommends wrk; }
+	@dev/system-packages wrk
 	$(BIN)/python bench/run.py
 
 lint: $(STAMP)

@@ -151,7 +151,7 @@ def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Headless Chromium driven by Selenium; fails loudly where it is not installed."""
     if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
         pytest.fail(f"{CHROMIUM} and {CHROMEDRIVER} are needed: apt-get install chromium chromium-driver "
-                    "(.ci/run does)")
+                    "(make test does)")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 

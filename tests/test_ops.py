@@ -117,7 +117,7 @@ def test_metrics_add_up_across_workers(collector, broker):
 def nginx(tmp_path: Path):
     """Start nginx with deploy/nginx.conf in front of a port; yields (start, port)."""
     if not shutil.which("nginx"):
-        pytest.fail("nginx is needed: apt-get install nginx-light (.ci/run does)")
+        pytest.fail("nginx is needed: apt-get install nginx-light (make test does)")
     port = free_port()
     procs: list[subprocess.Popen[bytes]] = []
 
