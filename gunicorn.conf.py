@@ -19,7 +19,15 @@ worker_class = "sync"
 # A worker silent this long is killed and replaced (a stalled body is cut sooner, by
 # COLLECTOR_BODY_TIMEOUT_MS; sync workers keep no connection alive, so no keepalive here).
 timeout = 30
-graceful_timeout = 30
+# Events are on disk before their 204, so an exit needs no flush to be safe: a worker gives
+# Kafka COLLECTOR_SHUTDOWN_FLUSH_MS to acknowledge what is in flight, and gunicorn waits that
+# long and 5 s more before it kills the worker.
+try:
+    from app.config import from_env as _from_env
+
+    graceful_timeout = -(-_from_env()["COLLECTOR_SHUTDOWN_FLUSH_MS"] // 1000) + 5  # whole seconds, rounded up
+except Exception:  # noqa: BLE001 - a bad setting is reported by on_starting, with its name
+    graceful_timeout = 30
 accesslog = "-"
 # Several collectors may run on one host (tests, the benchmark); none needs gunicornc.
 control_socket_disable = True
@@ -68,12 +76,12 @@ def on_starting(server):
 
 
 def post_worker_init(worker):
-    """Create this worker's Kafka producer after the fork (a producer made before it is broken)."""
-    from app.producer import EXTENSION
+    """Start this worker's log, sender and Kafka producer after the fork (a producer made before it is broken)."""
+    from app.delivery import EXTENSION
 
-    outbox = getattr(worker.wsgi, "extensions", {}).get(EXTENSION)
-    if outbox is not None:  # another app under this config (bench/reference.py) has none
-        outbox.start()
+    pipeline = getattr(worker.wsgi, "extensions", {}).get(EXTENSION)
+    if pipeline is not None:  # another app under this config (bench/reference.py) has none
+        pipeline.start()
 
 
 def on_exit(server):
@@ -90,9 +98,9 @@ def child_exit(server, worker):
 
 
 def worker_exit(server, worker):
-    """Deliver what this worker still holds before it goes, within the shutdown deadline."""
-    from app.producer import EXTENSION
+    """Let Kafka acknowledge what is in flight, within the shutdown deadline; the rest stays in the log."""
+    from app.delivery import EXTENSION
 
-    outbox = getattr(getattr(worker, "wsgi", None), "extensions", {}).get(EXTENSION)
-    if outbox is not None:
-        outbox.close()
+    pipeline = getattr(getattr(worker, "wsgi", None), "extensions", {}).get(EXTENSION)
+    if pipeline is not None:
+        pipeline.close()

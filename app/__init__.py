@@ -9,7 +9,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from . import collect, errors, openapi, ops
 from .config import from_env
 from .cors import register_cors
-from .producer import producer
+from .delivery import delivery
 from .registry import REGISTRY, Registry
 from .schemas import Limits
 
@@ -28,7 +28,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if app.config["COLLECTOR_REGISTRY"]:
         app.extensions[REGISTRY] = Registry(app.config["COLLECTOR_REGISTRY"])
     register_cors(app)
-    producer.init_app(app)
+    delivery.init_app(app)
     collect.init_app(app)
     ops.register_ops(app)
     app.register_blueprint(openapi.bp)

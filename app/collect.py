@@ -10,8 +10,8 @@ import orjson
 from flask import Blueprint, Flask, Request, Response, current_app, jsonify, request
 from marshmallow import ValidationError
 
+from .delivery import Pipeline, Unavailable, delivery
 from .errors import APIError
-from .producer import Outbox, Unavailable, producer
 from .registry import REGISTRY, Registry
 from .schemas import ID_MESSAGE, Limits, canonical_id, make_event, new_event_id
 
@@ -42,15 +42,15 @@ class Settings(NamedTuple):
     max_batch: int
     limits: Limits
     registry: Registry | None
-    outbox: Outbox
+    pipeline: Pipeline
 
 
 def init_app(app: Flask) -> None:
-    """Register the collect routes on ``app`` (after its registry and producer)."""
+    """Register the collect routes on ``app`` (after its registry and delivery)."""
     c = app.config
     app.extensions[SETTINGS] = Settings(
         c["COLLECTOR_CORS_ORIGINS"], c["COLLECTOR_MAX_BODY_BYTES"], c["COLLECTOR_BODY_TIMEOUT_MS"],
-        c["COLLECTOR_MAX_BATCH"], c["COLLECTOR_LIMITS"], app.extensions.get(REGISTRY), producer.outbox(app),
+        c["COLLECTOR_MAX_BATCH"], c["COLLECTOR_LIMITS"], app.extensions.get(REGISTRY), delivery.pipeline(app),
     )
     app.register_blueprint(bp)
 
@@ -176,16 +176,16 @@ def validate_only(req: Request) -> bool:
     return value == "true"
 
 
-def shown(outbox: Outbox, event: dict[str, Any]) -> dict[str, Any]:
+def shown(pipeline: Pipeline, event: dict[str, Any]) -> dict[str, Any]:
     """An event as validate-only shows it: the Kafka record it would have been."""
-    record = outbox.record(event)
+    record = pipeline.record(event)
     return {"topic": record.topic, "key": record.key.decode(), "value": event}
 
 
-def queue(outbox: Outbox, events: list[dict[str, Any]]) -> None:
-    """Hand events to the producer, all or none: a 503 when they cannot be kept."""
+def queue(pipeline: Pipeline, events: list[dict[str, Any]]) -> None:
+    """Append events to the log, all or none: a 503 when they cannot be kept."""
     try:
-        outbox.put(events)
+        pipeline.put(events)
     except Unavailable as exc:
         what = "the event was not" if len(events) == 1 else f"none of the {len(events)} events was"
         raise APIError(503, f"{what} tracked: {exc}", headers={"Retry-After": "1"}) from None
@@ -206,8 +206,8 @@ def track(aid: str, tid: str) -> Response:
         errors = exc.normalized_messages()
         raise APIError(400, f"the event was not tracked: {_summary(errors)}", errors) from None
     if check:
-        return jsonify(shown(settings.outbox, event))
-    queue(settings.outbox, [event])
+        return jsonify(shown(settings.pipeline, event))
+    queue(settings.pipeline, [event])
     return NoContent()
 
 
@@ -236,7 +236,7 @@ def track_batch(aid: str, tid: str) -> Response:
             rejected.append({"index": index, "errors": exc.normalized_messages()})
     answer: dict[str, Any] = {"accepted": len(events), "rejected": rejected}
     if check:
-        answer["events"] = [shown(settings.outbox, e) for e in events]
+        answer["events"] = [shown(settings.pipeline, e) for e in events]
     elif events:
-        queue(settings.outbox, events)
+        queue(settings.pipeline, events)
     return jsonify(answer)

@@ -6,6 +6,7 @@ fixed set.
 from __future__ import annotations
 
 import os
+import threading
 from collections import deque
 from typing import Any
 
@@ -22,26 +23,30 @@ from prometheus_client import (
 
 REQUESTS = Counter("collector_http_requests", "HTTP requests answered, by route and status", ["route", "status"])
 EVENTS = Counter("collector_events", "Events, by what happened to them", ["outcome"])
-ACCEPTED = EVENTS.labels("accepted")  # answered 204
-DELIVERED = EVENTS.labels("delivered")  # acknowledged by Kafka straight from the outbox
-FAILED = EVENTS.labels("failed")  # a delivery Kafka failed (the event is then spooled or retried)
-SPOOLED = EVENTS.labels("spooled")  # written to the spool
-REPLAYED = EVENTS.labels("replayed")  # acknowledged by Kafka from the spool
-LOST = EVENTS.labels("lost")  # answered 204, then neither delivered nor kept: should stay 0
+ACCEPTED = EVENTS.labels("accepted")  # written to the log and answered 204
+DELIVERED = EVENTS.labels("delivered")  # acknowledged by Kafka
+FAILED = EVENTS.labels("failed")  # a delivery Kafka failed and the sender will retry
+DEAD_LETTER = EVENTS.labels("dead_letter")  # refused by Kafka for good, or failing too long: in dead-letter/
+LOST = EVENTS.labels("lost")  # damaged or torn records found in the log: should stay 0
 DELIVERY_SECONDS = Histogram(
-    "collector_delivery_seconds", "From a 204 to Kafka's acknowledgement, for events not spooled",
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    "collector_delivery_seconds", "From the 204 to Kafka's acknowledgement",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
-PENDING = Gauge("collector_pending_events", "Events held in memory that Kafka has not acknowledged",
+PENDING = Gauge("collector_pending_events", "Events read from the log and held in memory, not yet acknowledged",
                 multiprocess_mode="livesum")
+BACKLOG_BYTES = Gauge("collector_spool_backlog_bytes", "Bytes in the log that Kafka has not acknowledged yet",
+                      multiprocess_mode="livesum")
+OLDEST_SECONDS = Gauge("collector_spool_oldest_seconds", "Age of the oldest event held that Kafka has not "
+                       "acknowledged", multiprocess_mode="livemax")
 
 
 # Counts made while answering a request are appended here (a deque's append needs no lock)
-# and added to the metrics in bulk by ``flush``: the outbox's sender thread calls it every
+# and added to the metrics in bulk by ``flush``: the sender thread calls it every
 # COLLECTOR_SEND_INTERVAL_MS, and /metrics before it answers. In multi-process mode each increment takes
 # the client's process-wide lock and writes to a memory-mapped file; done per request, with
 # the sender thread wanting that lock too, it cost the request 3 % of a worker.
 _tally: deque[tuple[Any, float]] = deque()
+_flushing = threading.Lock()  # one flush at a time: the sender thread's and /metrics'
 _routes: dict[tuple[str, int], Any] = {}  # REQUESTS' children, by route and status
 
 
@@ -61,9 +66,10 @@ def count_request(route: str, status: int) -> None:
 def flush() -> None:
     """Add the counts made since the last flush to the metrics."""
     totals: dict[Any, float] = {}
-    while _tally:
-        child, amount = _tally.popleft()
-        totals[child] = totals.get(child, 0) + amount
+    with _flushing:
+        while _tally:
+            child, amount = _tally.popleft()
+            totals[child] = totals.get(child, 0) + amount
     for child, amount in totals.items():
         child.inc(amount)
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, Response, jsonify, request
 
+from .delivery import delivery
 from .metrics import count_request, exposition
-from .producer import producer
 
 bp = Blueprint("ops", __name__)
 
@@ -17,8 +17,8 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> Response:
-    """``200`` when this worker has heard from Kafka recently, else ``503`` with the reason."""
-    problem = producer.outbox().unready()
+    """``200`` when Kafka answered this worker lately and its threads run, else ``503`` with the reason."""
+    problem = delivery.pipeline().unready()
     response = jsonify(status="unready", reason=problem) if problem else jsonify(status="ready")
     response.status_code = 503 if problem else 200
     return response

@@ -284,8 +284,8 @@ def measure(target: Target, connections: int, args: argparse.Namespace, broker: 
     kafka = None
     if target.kafka:
         kafka = distinct_events(broker.servers, topic, logged)
-        if left := sum(len(f.read_bytes().splitlines()) for f in spool.glob("*.jsonl")):
-            notes.append(f"{left} events left in the spool")
+        if left := sum(f.stat().st_size for f in spool.glob("*.log")):
+            notes.append(f"{left} bytes left in the log")
     if figures["other"] or figures["socket_errors"]:
         notes.append(f"{figures['other']} answers other than {target.status}, {figures['socket_errors']} socket errors")
     seconds = figures["duration_us"] / 1e6

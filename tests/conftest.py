@@ -21,7 +21,7 @@ from kafka.errors import IllegalStateError, KafkaTimeoutError
 from kafka.future import Future
 
 from app import create_app
-from app.producer import Outbox, producer
+from app.delivery import Pipeline, delivery
 from dev.broker import Broker, free_port, wait_for_port
 from dev.events import read_records
 
@@ -43,7 +43,8 @@ class FakeKafkaProducer:
     """kafka-python's producer interface, recording what it is sent.
 
     ``mode``: "ok" acknowledges at once, "fail" fails each delivery with ``error``, "hold"
-    never answers (a stalled broker); ``raise_on_send`` makes ``send`` itself raise.
+    never answers (a stalled broker); ``raise_on_send`` makes ``send`` itself raise;
+    ``refuse`` maps a topic to the error its deliveries fail with, whatever the mode.
     """
 
     def __init__(self, **configs: Any) -> None:
@@ -53,6 +54,7 @@ class FakeKafkaProducer:
         self.error: Exception = KafkaTimeoutError("Batch expired")
         self.raise_on_send: Exception | None = None
         self.held: list[tuple[Future, tuple[str, bytes, bytes]]] = []
+        self.refuse: dict[str, Exception] = {}
         self.closed = False
 
     def send(self, topic: str, value: bytes | None = None, key: bytes | None = None) -> Future:
@@ -61,6 +63,8 @@ class FakeKafkaProducer:
         if self.raise_on_send is not None:
             raise self.raise_on_send
         future = Future()
+        if topic in self.refuse:
+            return future.failure(self.refuse[topic])
         if self.mode == "fail":
             return future.failure(self.error)
         if self.mode == "hold":
@@ -136,7 +140,7 @@ def make_app(tmp_path: Path) -> Iterator[Callable[..., Flask]]:
     FakeKafkaAdmin.topics = {}
     yield make
     for app in apps:
-        producer.outbox(app).close()
+        delivery.pipeline(app).close()
 
 
 @pytest.fixture
@@ -157,11 +161,20 @@ def client(app: Flask) -> FlaskClient:
     return app.test_client()
 
 
+def settled(pipeline: Pipeline) -> None:
+    """Wait for a pass of the sender that began after now and left nothing unacknowledged."""
+    began = time.monotonic()
+    wait_until(lambda: pipeline.sender.beat > began and not pipeline.sender.backlog and not pipeline.sender.held,
+               what="every event acknowledged")
+
+
 def sent_by(app: Flask) -> list[dict[str, Any]]:
     """The records ``app`` handed to Kafka so far, once nothing is pending: topic, key, value."""
-    outbox: Outbox = producer.outbox(app)
-    wait_until(lambda: outbox.pending == 0, what="the outbox to drain")
-    return [] if outbox._producer is None else records(outbox._producer)
+    pipeline: Pipeline = delivery.pipeline(app)
+    if pipeline.unready() == "not started":
+        return []
+    settled(pipeline)
+    return records(pipeline.sender.producer)
 
 
 @pytest.fixture

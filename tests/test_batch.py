@@ -6,7 +6,6 @@ import re
 
 import pytest
 
-from app.producer import producer
 from dev.events import read_records
 
 from .conftest import sent_by
@@ -56,20 +55,23 @@ def test_batch_limits(client, sent, body, status, message):
     assert sent() == []
 
 
-def test_a_batch_the_collector_cannot_keep_is_queued_not_at_all(make_app, unwritable_spool):
-    app = make_app(COLLECTOR_MAX_PENDING=5, COLLECTOR_SPOOL_DIR=unwritable_spool)
-    outbox = producer.outbox(app)
-    outbox.start()
-    outbox._producer.mode = "hold"  # a stalled broker
+def test_a_batch_the_log_cannot_keep_is_queued_not_at_all(make_app):
+    app = make_app(COLLECTOR_SPOOL_MAX_BYTES=1024**2, COLLECTOR_MAX_BODY_BYTES=900 * 1024)
     client = app.test_client()
-    assert client.post("/collect/1/1/events", json=[ev(i) for i in range(3)]).get_json()["accepted"] == 3
-    response = client.post("/collect/1/1/events", json=[ev(i) for i in range(3, 6)])
+    first = [ev(i, pad="x" * 8000) for i in range(90)]  # 90 events of 8 kB, then 40 more: over the log's 1 MiB
+    assert client.post("/collect/1/1/events", json=first).get_json()["accepted"] == 90
+    response = client.post("/collect/1/1/events", json=[ev(i, pad="x" * 8000) for i in range(90, 130)])
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "1"
-    assert response.get_json()["message"].startswith("none of the 3 events was tracked: Kafka is not taking")
-    assert outbox.pending == 3  # the first batch only
-    outbox._producer.release()
-    assert [r["value"]["properties"]["n"] for r in sent_by(app)] == [0, 1, 2]
+    assert response.get_json()["message"].startswith("none of the 40 events was tracked: the log on disk cannot keep")
+    assert [r["value"]["properties"]["n"] for r in sent_by(app)] == list(range(90))
+
+
+def test_with_the_log_unwritable_a_batch_is_refused_whole(make_app, unwritable_spool):
+    client = make_app(COLLECTOR_SPOOL_DIR=unwritable_spool).test_client()
+    response = client.post("/collect/1/1/events", json=[ev(i) for i in range(3)])
+    assert response.status_code == 503
+    assert response.get_json()["message"].startswith("none of the 3 events was tracked: the log on disk cannot keep")
 
 
 UUID4 = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"

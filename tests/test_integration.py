@@ -104,7 +104,7 @@ def test_sigterm_flushes_what_the_workers_hold(broker, read_topic, tmp_path):
     finally:
         assert collector.stop(signal.SIGTERM) == 0
     assert len(read_topic(f"events.{aid}", count=30)) == 30
-    assert not list((tmp_path / "spool").glob("*.jsonl")), "delivered, so nothing was spooled"
+    assert not list((tmp_path / "spool").glob("*.log")), "all acknowledged, so the log is empty"
 
 
 def test_events_command_prints_an_accounts_events(collector, broker):

@@ -1,0 +1,72 @@
+"""Deliver what a spool directory holds: ``python -m app.drain [--dead-letters] [--timeout S]``.
+
+Reads the collector's settings from the environment (``KAFKA_BOOTSTRAP_SERVERS``,
+``COLLECTOR_SPOOL_DIR``, ...), like the collector. It sends every log segment no running
+process holds (left by a stopped collector, or by a host being retired), and with
+``--dead-letters`` the dead letters too, once their cause is fixed. It prints what it
+delivered and what is left; the exit status is 0 when nothing is left, 1 otherwise.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from typing import Any
+
+from . import deadletter
+from .config import ConfigError, from_env
+from .kafka_client import new_admin, new_producer, producer_configs
+from .log import Log, Record
+from .sender import Sender
+from .topics import Topics
+
+
+def send_all(producer: Any, topics: Topics, records: list[Record], timeout: float) -> list[bool]:
+    """Send records and wait for each answer: which ones Kafka acknowledged."""
+    futures = [producer.send(r.topic, key=r.key, value=r.value) if topics.ensure(r.topic) else None for r in records]
+    producer.flush(timeout)
+    return [f is not None and f.succeeded() for f in futures]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m app.drain", description=__doc__.splitlines()[0])
+    parser.add_argument("--dead-letters", action="store_true", help="also send the dead letters again")
+    parser.add_argument("--timeout", type=float, default=60.0, help="give up after this many seconds")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    try:
+        config = from_env()
+    except ConfigError as exc:
+        print(f"cannot start: {exc}", file=sys.stderr)
+        return 2
+    configs = producer_configs(config)
+    spool = config["COLLECTOR_SPOOL_DIR"]
+    wal = Log(spool, config["COLLECTOR_SPOOL_MAX_BYTES"], config["COLLECTOR_SPOOL_SEGMENT_BYTES"])
+    topics = Topics(new_admin, configs, config["COLLECTOR_TOPIC_PARTITIONS"], config["COLLECTOR_TOPIC_REPLICATION"])
+    sender = Sender(config, wal, topics, new_producer, configs)
+    sender.reset()
+    deadline = time.monotonic() + args.timeout
+    wal.adopt()
+    adopted = len(wal.owned())
+    while time.monotonic() < deadline:
+        sender.step()
+        if not sender.cursors:
+            break
+        time.sleep(sender.interval_s)
+    delivered, left = (deadletter.resend(spool, lambda rs: send_all(sender.producer, topics, rs,
+                                                                     max(1.0, deadline - time.monotonic())))
+                       if args.dead_letters else (0, sum(1 for p in deadletter.directory(spool).glob("*.jsonl")
+                                                         for line in p.read_bytes().splitlines() if line.strip())))
+    sender.deadline = time.monotonic()
+    sender.finish(sender.deadline)
+    held = wal.paths()
+    print(f"log: {sender.delivered} events delivered from {adopted} segments; {len(held)} segments left in {spool}"
+          + (" (a running collector holds them, or Kafka did not take them)" if held else ""))
+    print(f"dead letters: {delivered} delivered, {left} left in {deadletter.directory(spool)}")
+    return 0 if not held and not left else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Background threads that are watched, and whether this worker is ready.
+
+Every background thread runs under ``Supervisor.start``: if it dies, the death is logged,
+``/readyz`` reports it for ``COLLECTOR_READY_MAX_AGE_MS``, and the thread runs again.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class Supervisor:
+    """Starts named threads and starts them again when they die."""
+
+    RESTART_S = 0.5
+
+    def __init__(self, visible_s: float) -> None:
+        self.visible_s = visible_s
+        self.stopping = threading.Event()
+        self._deaths: dict[str, tuple[float, str]] = {}  # name -> (when, why); guarded by _lock
+        self._threads: dict[str, threading.Thread] = {}  # guarded by _lock
+        self._lock = threading.Lock()
+
+    def start(self, name: str, target: Callable[[], None]) -> None:
+        """Run ``target`` in a thread named ``name``, again after every death until ``stop``."""
+        def watched() -> None:
+            while True:
+                try:
+                    target()
+                    return
+                except BaseException as exc:  # noqa: BLE001 - even a SystemExit sent to the thread
+                    if self.stopping.is_set():
+                        return
+                    log.exception("the %s thread died; it starts again", name)
+                    with self._lock:
+                        self._deaths[name] = (time.monotonic(), f"the {name} thread died ({exc!r}) and was restarted")
+                    time.sleep(self.RESTART_S)
+
+        thread = threading.Thread(target=watched, name=f"collector-{name}", daemon=True)
+        with self._lock:
+            self._threads[name] = thread
+        thread.start()
+
+    def thread(self, name: str) -> threading.Thread:
+        with self._lock:
+            return self._threads[name]
+
+    def problem(self) -> str | None:
+        """The latest death still in view, or a thread that is gone."""
+        now = time.monotonic()
+        with self._lock:
+            for name, thread in self._threads.items():
+                if not thread.is_alive() and not self.stopping.is_set():
+                    return f"the {name} thread is not running"
+            recent = [(when, why) for when, why in self._deaths.values() if now - when <= self.visible_s]
+        return max(recent)[1] if recent else None
+
+    def stop(self, timeout: float) -> None:
+        """Let every thread end and wait for them, at most ``timeout`` seconds in all."""
+        self.stopping.set()
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            threads = list(self._threads.values())
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+class Probe:
+    """Asks Kafka for its cluster's metadata when nothing else was heard lately (owns its admin client)."""
+
+    def __init__(self, admin_factory: Callable[..., Any], configs: dict[str, Any], ready_s: float) -> None:
+        self.admin_factory = admin_factory
+        self.configs = configs
+        self.ready_s = ready_s
+        self.heard = 0.0  # monotonic time of Kafka's last answer to a probe
+        self.problem = "no answer from Kafka yet"
+        self._admin: Any = None
+
+    def run(self, stopping: threading.Event, heard: Callable[[], float]) -> None:
+        while not stopping.wait(min(1.0, self.ready_s / 4)):
+            if time.monotonic() - max(self.heard, heard()) > self.ready_s / 2:
+                self.ask()
+        if self._admin is not None:
+            with contextlib.suppress(Exception):
+                self._admin.close()
+
+    def ask(self) -> None:
+        try:
+            if self._admin is None:
+                self._admin = self.admin_factory(**self.configs)
+            self._admin.describe_cluster()
+        except Exception as exc:  # noqa: BLE001 - what readiness reports
+            self.problem = f"Kafka does not answer: {exc!r}"
+            with contextlib.suppress(Exception):
+                self._admin.close()
+            self._admin = None
+            return
+        self.heard = time.monotonic()
+
+
+def unready(supervisor: Supervisor, probe: Probe, heard: float, beat: float, ready_s: float) -> str | None:
+    """Why this worker is not ready, or None: a thread died lately, the sender stopped, or Kafka
+    has not answered since the worker started or for ``ready_s``."""
+    if problem := supervisor.problem():
+        return problem
+    now = time.monotonic()
+    if beat and now - beat > max(ready_s, 5.0):
+        return f"the sender has not run for {now - beat:.0f} s"
+    last = max(heard, probe.heard)
+    if last == 0:
+        return f"no answer from Kafka since this worker started; {probe.problem}"
+    if now - last > ready_s:
+        return f"no answer from Kafka for {now - last:.0f} s; {probe.problem}"
+    return None

@@ -1,0 +1,96 @@
+"""kafka-python, as the collector uses it: the producer, the admin client, what an error means.
+
+The one module that imports ``kafka``.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.errors import IllegalStateError, KafkaError, KafkaTimeoutError, UnknownTopicOrPartitionError
+
+# Records never expire inside kafka-python: a batch that expired there while a later one of
+# its partition was then delivered would reach Kafka out of order. The sender decides what
+# waited too long instead (COLLECTOR_KAFKA_DELIVERY_TIMEOUT_MS, COLLECTOR_DEAD_LETTER_AFTER_MS).
+NEVER_MS = 7 * 24 * 3600 * 1000
+
+
+def producer_configs(config: Mapping[str, Any]) -> dict[str, Any]:
+    """kafka-python's producer settings from the app's config."""
+    return {
+        "bootstrap_servers": config["KAFKA_BOOTSTRAP_SERVERS"],
+        "client_id": f"collector-{os.getpid()}",
+        # A ceiling, negotiated down per connection; set so creating the producer never
+        # blocks on a bootstrap (it would for 30 s with the broker down).
+        "api_version": (3, 9),
+        "acks": "all" if config["COLLECTOR_KAFKA_ACKS"] == "all" else 1,
+        # An idempotent producer was seen to wedge for good after a long outage; without it,
+        # one request in flight per connection is what keeps a partition's order on retries.
+        "enable_idempotence": False,
+        "max_in_flight_requests_per_connection": 1,
+        "linger_ms": config["COLLECTOR_KAFKA_LINGER_MS"],
+        "batch_size": config["COLLECTOR_KAFKA_BATCH_BYTES"],
+        "compression_type": None
+        if config["COLLECTOR_KAFKA_COMPRESSION"] == "none"
+        else config["COLLECTOR_KAFKA_COMPRESSION"],
+        "max_block_ms": config["COLLECTOR_KAFKA_MAX_BLOCK_MS"],
+        "delivery_timeout_ms": NEVER_MS,
+        "request_timeout_ms": min(config["COLLECTOR_KAFKA_DELIVERY_TIMEOUT_MS"] // 2, 30_000),
+        "reconnect_backoff_max_ms": 1000,
+    }
+
+
+def new_producer(**configs: Any) -> Any:
+    """A kafka-python producer that never asks the broker to create a topic."""
+    producer = KafkaProducer(**configs)
+    # kafka-python 3.0.12 ignores allow_auto_create_topics=False: its cluster metadata is built
+    # without it, and every metadata request would let the broker create a missing topic with
+    # its own defaults. Private, hence the pinned version and tests/test_kafka_client.py.
+    producer._metadata.config["allow_auto_create_topics"] = False
+    return producer
+
+
+def new_admin(**configs: Any) -> Any:
+    """A kafka-python admin client on the producer's settings."""
+    return KafkaAdminClient(
+        bootstrap_servers=configs["bootstrap_servers"], client_id=configs["client_id"],
+        api_version=configs["api_version"], bootstrap_timeout_ms=configs["max_block_ms"],
+        request_timeout_ms=configs["request_timeout_ms"], reconnect_backoff_max_ms=1000,
+    )
+
+
+def create_topic(admin: Any, topic: str, partitions: int, replication: int) -> bool:
+    """Create ``topic``: True when it was made now, False when it existed; raises ``KafkaError``."""
+    result = admin.create_topics([NewTopic(topic, partitions, replication)], raise_errors=False)
+    [answer] = result["topics"]
+    if answer["error_code"] not in (0, 36):  # 36: the topic exists already
+        raise KafkaError(f"error {answer['error_code']}: {answer['error_message']}")
+    return bool(answer["error_code"] == 0)
+
+
+def close_now(producer: Any) -> None:
+    """Close a producer at once: what it still holds is abandoned (the log keeps it)."""
+    try:
+        producer.close(timeout=0)
+    except KafkaTimeoutError:  # close() flushes first and gives up before closing
+        producer._sender.force_close()  # private: the only way to drop pending records
+    except Exception:  # noqa: BLE001 - a producer that failed to close is dropped all the same
+        pass
+
+
+def retriable(exc: BaseException) -> bool:
+    """Whether sending the same record again may succeed (a timeout, no leader, no connection)."""
+    return bool(getattr(exc, "retriable", False))
+
+
+def producer_broken(exc: BaseException) -> bool:
+    """Whether ``send`` failed because the producer itself is unusable (closed, fatal state)."""
+    return isinstance(exc, IllegalStateError) or not isinstance(exc, KafkaError)
+
+
+def topic_missing(exc: BaseException) -> bool:
+    """Whether ``exc`` says the topic does not exist (or its metadata never came)."""
+    return isinstance(exc, (UnknownTopicOrPartitionError, KafkaTimeoutError))
