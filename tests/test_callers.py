@@ -7,7 +7,6 @@ import zlib
 
 import pytest
 
-
 from .conftest import sent_by
 
 EVENT = {"action": "view", "object": "form", "vendor": "V", "product": "P", "instance_id": "i1"}

@@ -175,7 +175,8 @@ def test_a_killed_sender_thread_is_logged_reported_and_started_again(make_app, c
     wait_until(lambda: client.get("/readyz").status_code == 200, what="ready")
     thread = pipeline.supervisor.thread("sender")
     with caplog.at_level(logging.ERROR):
-        assert ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(SystemExit)) == 1
+        kill = ctypes.pythonapi.PyThreadState_SetAsyncExc  # raises SystemExit inside that thread
+        assert kill(ctypes.c_ulong(thread.ident), ctypes.py_object(SystemExit)) == 1
         answer = wait_until(lambda: (r := client.get("/readyz")).status_code == 503 and r.get_json(), what="unready")
     assert "the sender thread died (SystemExit()) and was restarted" in answer["reason"]
     assert "the sender thread died; it starts again" in caplog.text
