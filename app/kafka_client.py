@@ -10,7 +10,7 @@ from typing import Any
 
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
-from kafka.errors import IllegalStateError, KafkaError, KafkaTimeoutError, UnknownTopicOrPartitionError
+from kafka.errors import IllegalStateError, KafkaError, KafkaTimeoutError, UnknownError
 
 # Records never expire inside kafka-python: a batch that expired there while a later one of
 # its partition was then delivered would reach Kafka out of order. The sender decides what
@@ -81,16 +81,13 @@ def close_now(producer: Any) -> None:
         pass
 
 
-def retriable(exc: BaseException) -> bool:
-    """Whether sending the same record again may succeed (a timeout, no leader, no connection)."""
-    return bool(getattr(exc, "retriable", False))
+def refused(exc: BaseException) -> bool:
+    """Whether Kafka refused the record for good (invalid, too large, not authorized): sending it
+    again will not help. An unknown server error is not taken as final: it was seen from a
+    broker that had just restarted empty."""
+    return isinstance(exc, KafkaError) and not exc.retriable and not isinstance(exc, (UnknownError, IllegalStateError))
 
 
 def producer_broken(exc: BaseException) -> bool:
     """Whether ``send`` failed because the producer itself is unusable (closed, fatal state)."""
     return isinstance(exc, IllegalStateError) or not isinstance(exc, KafkaError)
-
-
-def topic_missing(exc: BaseException) -> bool:
-    """Whether ``exc`` says the topic does not exist (or its metadata never came)."""
-    return isinstance(exc, (UnknownTopicOrPartitionError, KafkaTimeoutError))

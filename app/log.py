@@ -127,6 +127,7 @@ class Log:
         data = b"".join(map(encode, records))
         with self._lock:
             if self.disk_bytes + len(data) > self.max_bytes:
+                self._seal()  # so that the sender can delete it once acknowledged, and make room
                 raise LogFull(f"the log holds {self.disk_bytes} bytes, its maximum")
             segment = self._current
             if segment is None or segment.size + len(data) > self.segment_bytes and segment.size:
@@ -138,18 +139,23 @@ class Log:
                 if sync:
                     os.fdatasync(segment.fd)
             except OSError:
-                try:
+                # Cut the part written off; if even that fails, the tail stays torn, and a reader
+                # stops at ``size``. Either way the next record goes to a new segment, and this
+                # one can be deleted once acknowledged: on a full disk, that is what makes room.
+                with contextlib.suppress(OSError):
                     os.ftruncate(segment.fd, segment.size)
-                except OSError:  # the tail stays torn: seal the segment there, write on in a new one
-                    segment.sealed, self._current = True, None
+                self._seal()
                 raise
             segment.size += written
             self.disk_bytes += written
 
+    def _seal(self) -> None:
+        if self._current is not None:
+            self._current.sealed, self._current = True, None
+
     def _create(self) -> Segment:
         # Locked before it gets the name adopters look for, so none sees it unlocked.
-        if self._current is not None:
-            self._current.sealed = True
+        self._seal()
         self.dir.mkdir(parents=True, exist_ok=True)
         name = f"{time.time_ns():020d}-{os.getpid()}{SUFFIX}"
         tmp = self.dir / f".{name}.tmp"
@@ -173,11 +179,12 @@ class Log:
                     continue
                 segment.synced = size
 
-    def seal(self) -> None:
-        """Stop appending to the current segment (at exit)."""
+    def seal(self, segment: Segment | None = None, size: int = -1) -> None:
+        """Stop appending to the current segment (at exit), or only if it is ``segment`` and still
+        ``size`` bytes long (nothing was appended since the sender found all of it acknowledged)."""
         with self._lock:
-            if self._current is not None:
-                self._current.sealed, self._current = True, None
+            if segment is None or segment is self._current and segment.size == size:
+                self._seal()
 
     def paths(self) -> list[Path]:
         """Every segment in the directory, oldest first; also recounts their bytes."""

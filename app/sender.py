@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import deadletter, metrics
-from .kafka_client import close_now, producer_broken, retriable, topic_missing
+from .kafka_client import close_now, producer_broken, refused
 from .ledger import Cursor, Entry, Lane
 from .log import Log, records_in
 from .topics import Topics
@@ -160,13 +160,12 @@ class Sender:
                     if producer_broken(exc):
                         self._replace = f"it failed a send: {exc!r}"
                         return
-                    if retriable(exc):
-                        lane.failed(repr(exc), self.interval_s, now)
-                        if topic_missing(exc):
-                            self.topics.forget(topic)
-                        break
-                    self._dead(lane, repr(exc), [waiting.popleft()])
-                    continue
+                    if refused(exc):
+                        self._dead(lane, repr(exc), [waiting.popleft()])
+                        continue
+                    lane.failed(repr(exc), self.interval_s, now)
+                    self.topics.forget(topic)  # it may have vanished: check before the next try
+                    break
                 waiting.popleft()
                 entry.sent_at = now
                 lane.flight.append(entry)
@@ -193,14 +192,13 @@ class Sender:
                 lane.delivered()
                 delivered += 1
                 metrics.DELIVERY_SECONDS.observe(time.time() - entry.record.accepted_at)
-            elif retriable(exc):
+            elif refused(exc):
+                self._dead(lane, repr(exc), [entry])
+            else:
                 metrics.FAILED.inc()
                 lane.failed(repr(exc), self.interval_s, now)
                 lane.back(entry)
-                if topic_missing(exc):
-                    self.topics.forget(entry.record.topic)
-            else:
-                self._dead(lane, repr(exc), [entry])
+                self.topics.forget(entry.record.topic)
         if delivered:
             self.heard = now
             self.delivered += delivered
@@ -259,6 +257,9 @@ class Sender:
                 cursor.record_mark()
             except OSError as exc:
                 log.error("ack position of %s not recorded: %r", cursor.segment.path.name, exc)
+            segment = cursor.segment
+            if not segment.sealed and segment.size and cursor.mark() == segment.size:
+                self.log.seal(segment, segment.size)  # all acknowledged: an idle log leaves no file behind
             if cursor.finished:
                 self.cursors.remove(cursor)
-                self.log.remove(cursor.segment, delete=True)
+                self.log.remove(segment, delete=True)
