@@ -50,7 +50,8 @@ class Pipeline:
         self._closing = False
         c = self.config
         configs = producer_configs(c)
-        self.log = Log(c["COLLECTOR_SPOOL_DIR"], c["COLLECTOR_SPOOL_MAX_BYTES"], c["COLLECTOR_SPOOL_SEGMENT_BYTES"])
+        self.log = Log(c["COLLECTOR_SPOOL_DIR"], c["COLLECTOR_SPOOL_MAX_BYTES"], c["COLLECTOR_SPOOL_SEGMENT_BYTES"],
+                       shared=c["COLLECTOR_SENDER"] == "host")
         topics = Topics(self.admin_factory, configs, c["COLLECTOR_TOPIC_PARTITIONS"], c["COLLECTOR_TOPIC_REPLICATION"])
         self.sender = Sender(c, self.log, topics, self.producer_factory, configs)
         self.probe = health.Probe(self.admin_factory, configs, self.ready_s)

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     sender.reset()
     deadline = time.monotonic() + args.timeout
     wal.adopt()
-    adopted = len(wal.owned())
+    adopted = len(wal.owned())  # segments of running collectors are left to them
     while time.monotonic() < deadline:
         sender.step()
         if not sender.cursors:

@@ -71,11 +71,13 @@ def decode(data: bytes | memoryview, offset: int) -> tuple[Record | None, int]:
 class Segment:
     """One segment file, open and locked by this process until it is deleted."""
 
-    def __init__(self, path: Path, fd: int, size: int, sealed: bool) -> None:
+    def __init__(self, path: Path, fd: int, size: int, sealed: bool, locked: bool = True) -> None:
         self.path = path
         self.fd = fd
         self.size = size  # bytes of whole records: written only by the Log, under its lock
         self.sealed = sealed  # no more appends: a finished segment or one adopted from a gone process
+        self.locked = locked  # this process holds its lock (else another writer does: one sender per host)
+        self.created = time.monotonic()
         self.synced = size  # bytes known to be on disk: written by the sender thread only
 
     @property
@@ -95,16 +97,22 @@ class Segment:
 
 
 class Log:
-    """This process's segments: the one it appends to and those it adopted.
+    """This process's segments: the one it appends to and those its sender reads.
 
     ``_lock`` guards ``segments``, ``_current``, ``disk_bytes`` and every ``Segment.size``:
-    request threads append, the sender thread adopts, seals and removes.
+    request threads append, the sender thread adopts, seals and removes. With ``shared`` (one
+    sender per host, COLLECTOR_SENDER=host) the writer keeps its segments to itself, lets go of
+    each when it rolls (every ``segment_bytes`` or ``ROLL_S``), and the elected sender, in any
+    worker, follows them all.
     """
 
-    def __init__(self, directory: str, max_bytes: int, segment_bytes: int) -> None:
+    ROLL_S = 10.0
+
+    def __init__(self, directory: str, max_bytes: int, segment_bytes: int, shared: bool = False) -> None:
         self.dir = Path(directory)
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
+        self.shared = shared
         self.disk_bytes = 0  # of every segment in the directory: recounted by ``paths``, grown by appends
         self.segments: list[Segment] = []
         self._current: Segment | None = None
@@ -130,7 +138,8 @@ class Log:
                 self._seal()  # so that the sender can delete it once acknowledged, and make room
                 raise LogFull(f"the log holds {self.disk_bytes} bytes, its maximum")
             segment = self._current
-            if segment is None or segment.size + len(data) > self.segment_bytes and segment.size:
+            if segment is None or segment.size and (segment.size + len(data) > self.segment_bytes or self.shared
+                                                    and time.monotonic() - segment.created > self.ROLL_S):
                 segment = self._create()
             try:
                 written = os.write(segment.fd, data)
@@ -150,8 +159,14 @@ class Log:
             self.disk_bytes += written
 
     def _seal(self) -> None:
-        if self._current is not None:
-            self._current.sealed, self._current = True, None
+        segment, self._current = self._current, None
+        if segment is None:
+            return
+        segment.sealed = True
+        if self.shared:  # the host's sender takes it from here
+            with contextlib.suppress(OSError):
+                os.fdatasync(segment.fd)
+            os.close(segment.fd)
 
     def _create(self) -> Segment:
         # Locked before it gets the name adopters look for, so none sees it unlocked.
@@ -163,13 +178,15 @@ class Log:
         fcntl.flock(fd, fcntl.LOCK_EX)
         os.rename(tmp, self.dir / name)
         self._current = Segment(self.dir / name, fd, 0, sealed=False)
-        self.segments.append(self._current)
+        if not self.shared:
+            self.segments.append(self._current)
         return self._current
 
     def sync(self) -> None:
         """fsync what was appended since the last call (the bound on what a host crash takes).
         Called by the sender thread, which alone closes segments."""
-        for segment in self.owned():
+        current = self._current
+        for segment in self.owned() + ([current] if self.shared and current is not None else []):
             size = segment.size
             if segment.synced < size:
                 try:
@@ -200,26 +217,29 @@ class Log:
             self.disk_bytes = total
         return paths
 
-    def adopt(self) -> list[Segment]:
-        """Take every segment whose owner is gone (its lock is free)."""
-        adopted = []
+    def adopt(self, follow: bool = False) -> None:
+        """Take every segment whose owner is gone (its lock is free). With ``follow`` (the host's
+        sender), also read the segments that other writers hold, and take them once they let go."""
+        known = {s.path: s for s in self.owned()}
+        for segment in known.values():
+            if not segment.locked:
+                locked = _try_lock(segment.fd)  # before the size: once locked, the writer is done
+                with self._lock:
+                    segment.size = os.fstat(segment.fd).st_size
+                    segment.sealed = segment.locked = locked
         for path in self.paths():
+            if path in known:
+                continue
             try:
                 fd = os.open(path, os.O_RDONLY)
             except FileNotFoundError:
                 continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                if os.fstat(fd).st_nlink == 0:  # finished and deleted while we waited
-                    raise BlockingIOError
-            except BlockingIOError:
+            locked = _try_lock(fd)
+            if not locked and not follow or os.fstat(fd).st_nlink == 0:  # held, or deleted meanwhile
                 os.close(fd)
                 continue
-            segment = Segment(path, fd, os.fstat(fd).st_size, sealed=True)
             with self._lock:
-                self.segments.append(segment)
-            adopted.append(segment)
-        return adopted
+                self.segments.append(Segment(path, fd, os.fstat(fd).st_size, sealed=locked, locked=locked))
 
     def remove(self, segment: Segment, delete: bool) -> None:
         """Let go of ``segment``: delete it (all acknowledged) or leave it for another process."""
@@ -237,6 +257,14 @@ class Log:
         """A copy of this process's segments, oldest first."""
         with self._lock:
             return list(self.segments)
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def records_in(segment: Segment, offset: int, chunk: int = 1 << 20) -> Iterator[tuple[int, Record | None, int]]:

@@ -8,7 +8,9 @@ this state; kafka-python's I/O thread only appends outcomes to ``_outcomes`` (a 
 """
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -50,6 +52,9 @@ class Sender:
         self._generation = 0
         self.stop = threading.Event()  # set by ``Delivery.close`` after it sets ``deadline``
         self.deadline = 0.0
+        self.host = config["COLLECTOR_SENDER"] == "host"
+        self._election: int | None = None  # the fd of sender.lock, with one sender per host
+        self._sync_at = 0.0
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -63,23 +68,43 @@ class Sender:
         self.lanes: dict[str, Lane] = {}
         self.held = self.held_bytes = self._seq = 0
         self.blocked = False  # the last read stopped at the memory bound
-        self._adopt_at = self._sync_at = 0.0
+        self._adopt_at = 0.0
         self._replace = ""
 
     def run(self) -> None:
-        """Passes until ``stop`` is set, then finish what is in flight by ``deadline``."""
+        """Passes until ``stop`` is set, then go on delivering until ``deadline``. With one
+        sender per host, first wait to be elected: to hold the lock of ``sender.lock``."""
+        if self.host and not self._elected():
+            return
         self.reset()
         while not self.stop.wait(self.interval_s):
             self.step()
         self.finish(self.deadline)
 
+    def _elected(self) -> bool:
+        if self._election is None:
+            self._election = os.open(self.log.dir / "sender.lock", os.O_RDWR | os.O_CREAT, 0o640)
+        while True:
+            self.beat = now = time.monotonic()
+            try:
+                fcntl.flock(self._election, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                log.info("this worker sends the events of every worker on the host")
+                return True
+            except BlockingIOError:
+                pass
+            if self.fsync_s and now >= self._sync_at:  # this worker's own appends still need it
+                self._sync_at = now + self.fsync_s
+                self.log.sync()
+            if self.stop.wait(0.5):  # the elected one's death frees the lock: taken over within a second
+                return False
+
     def step(self) -> None:
         """One pass: settle, adopt, read, send, watch, record, sync."""
         now = self.beat = time.monotonic()
         self._settle(now)
-        if now >= self._adopt_at:
+        if self.host or now >= self._adopt_at:
             self._adopt_at = now + self.adopt_s
-            self.log.adopt()
+            self.log.adopt(follow=self.host)
         followed = {id(c.segment) for c in self.cursors}
         self.cursors += [Cursor(s) for s in self.log.owned() if id(s) not in followed]
         self._read()
@@ -112,6 +137,9 @@ class Sender:
         self.topics.close()
         for cursor in self.cursors:
             self.log.remove(cursor.segment, delete=cursor.finished)
+        if self._election is not None:
+            os.close(self._election)  # the next worker takes over
+            self._election = None
 
     # -- the log -> lanes -----------------------------------------------------------------------
 

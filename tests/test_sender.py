@@ -50,7 +50,8 @@ def test_every_204_is_on_disk_before_the_answer(make_app, tmp_path):
     [segment] = pipeline.log.owned()
     from app.log import records_in
     assert [json.loads(r.value)["properties"]["n"] for _, r, _ in records_in(segment, 0)] == list(range(5))
-    assert on_disk.adopt() == []  # and the worker holds it
+    on_disk.adopt()
+    assert on_disk.owned() == []  # and the worker holds it
 
 
 def test_kafka_fails_mid_stream_and_comes_back_in_order(make_app):
@@ -211,3 +212,21 @@ def test_dead_letters_are_sent_again_and_only_the_undelivered_kept(tmp_path):
     assert [d["event_id"] for d in kept] == ["e1", "e3"]
     assert deadletter.resend(spool, lambda rs: [True] * len(rs)) == (2, 0)
     assert not list((spool / "dead-letter").iterdir())
+
+
+def test_with_one_sender_per_host_one_worker_sends_for_all_and_another_takes_over(make_app):
+    first, second = make_app(COLLECTOR_SENDER="host"), make_app(COLLECTOR_SENDER="host")
+    (client1, pipe1), (client2, pipe2) = started(first), started(second)
+    for n in range(10):
+        assert post(first.test_client() if n % 2 else second.test_client(), n, instance="i").status_code == 204
+    elected = wait_until(lambda: next((p for p in (pipe1, pipe2) if p.sender.producer is not None), None),
+                         what="one sender elected")
+    other = pipe2 if elected is pipe1 else pipe1
+    wait_until(lambda: sorted(numbers(elected.sender.producer)) == list(range(10)), what="all ten sent")
+    assert other.sender.producer is None  # never elected: it only appends
+    elected.close()  # its worker exits: the other takes over within a second
+    client = (client1, client2)[(pipe1, pipe2).index(other)]
+    for n in range(10, 15):
+        assert post(client, n, instance="i").status_code == 204
+    wait_until(lambda: other.sender.producer is not None and numbers(other.sender.producer)[-5:] == list(range(10, 15)),
+               what="the other worker sending")
