@@ -53,11 +53,11 @@ class Pipeline:
         self.log = Log(c["COLLECTOR_SPOOL_DIR"], c["COLLECTOR_SPOOL_MAX_BYTES"], c["COLLECTOR_SPOOL_SEGMENT_BYTES"],
                        shared=c["COLLECTOR_SENDER"] == "host")
         topics = Topics(self.admin_factory, configs, c["COLLECTOR_TOPIC_PARTITIONS"], c["COLLECTOR_TOPIC_REPLICATION"])
-        self.sender = Sender(c, self.log, topics, self.producer_factory, configs)
         self.probe = health.Probe(self.admin_factory, configs, self.ready_s)
+        self.sender = Sender(c, self.log, topics, self.producer_factory, configs, lambda: self.probe.outages)
         self.supervisor = health.Supervisor(self.ready_s)
         self.supervisor.start("sender", self.sender.run)
-        self.supervisor.start("probe", lambda: self.probe.run(self.supervisor.stopping, lambda: self.sender.heard))
+        self.supervisor.start("probe", lambda: self.probe.run(self.supervisor.stopping))
         if problem := self.log.check():
             log.error("the log cannot be written (%s): every event gets 503 until it can", problem)
 

@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .kafka_client import went_away
+
 log = logging.getLogger(__name__)
 
 
@@ -72,7 +74,8 @@ class Supervisor:
 
 
 class Probe:
-    """Asks Kafka for its cluster's metadata when nothing else was heard lately (owns its admin client)."""
+    """Asks Kafka for its cluster's metadata every second (owns its admin client): readiness needs
+    an answer, and ``outages`` counts the times Kafka went away (the sender then starts over)."""
 
     def __init__(self, admin_factory: Callable[..., Any], configs: dict[str, Any], ready_s: float) -> None:
         self.admin_factory = admin_factory
@@ -80,12 +83,13 @@ class Probe:
         self.ready_s = ready_s
         self.heard = 0.0  # monotonic time of Kafka's last answer to a probe
         self.problem = "no answer from Kafka yet"
+        self.outages = 0  # written by the probe thread only
+        self._away = False
         self._admin: Any = None
 
-    def run(self, stopping: threading.Event, heard: Callable[[], float]) -> None:
+    def run(self, stopping: threading.Event) -> None:
         while not stopping.wait(min(1.0, self.ready_s / 4)):
-            if time.monotonic() - max(self.heard, heard()) > self.ready_s / 2:
-                self.ask()
+            self.ask()
         if self._admin is not None:
             with contextlib.suppress(Exception):
                 self._admin.close()
@@ -97,10 +101,14 @@ class Probe:
             self._admin.describe_cluster()
         except Exception as exc:  # noqa: BLE001 - what readiness reports
             self.problem = f"Kafka does not answer: {exc!r}"
+            if went_away(exc) and not self._away:
+                self._away = True
+                self.outages += 1
             with contextlib.suppress(Exception):
                 self._admin.close()
             self._admin = None
             return
+        self._away = False
         self.heard = time.monotonic()
 
 

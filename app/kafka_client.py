@@ -10,7 +10,7 @@ from typing import Any
 
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
-from kafka.errors import IllegalStateError, KafkaError, KafkaTimeoutError, UnknownError
+from kafka.errors import IllegalStateError, KafkaError, KafkaTimeoutError, RequestTimedOutError, UnknownError
 
 # Records never expire inside kafka-python: a batch that expired there while a later one of
 # its partition was then delivered would reach Kafka out of order. The sender decides what
@@ -79,6 +79,12 @@ def close_now(producer: Any) -> None:
         producer._sender.force_close()  # private: the only way to drop pending records
     except Exception:  # noqa: BLE001 - a producer that failed to close is dropped all the same
         pass
+
+
+def went_away(exc: BaseException) -> bool:
+    """Whether a failed request says Kafka is gone (connection refused or closed), not just slow:
+    a broker that comes back may be a new one, without the topics."""
+    return not isinstance(exc, RequestTimedOutError)
 
 
 def refused(exc: BaseException) -> bool:

@@ -29,12 +29,13 @@ log = logging.getLogger(__name__)
 class Sender:
     """Everything between the log and Kafka, for one process."""
 
-    def __init__(self, config: Mapping[str, Any], wal: Log, topics: Topics,
-                 producer_factory: Callable[..., Any], configs: dict[str, Any]) -> None:
+    def __init__(self, config: Mapping[str, Any], wal: Log, topics: Topics, producer_factory: Callable[..., Any],
+                 configs: dict[str, Any], outages: Callable[[], int] = lambda: 0) -> None:
         self.log = wal
         self.topics = topics
         self.producer_factory = producer_factory
         self.configs = configs
+        self.outages = outages  # how many times Kafka went away (the probe's count)
         self.max_held: int = config["COLLECTOR_MAX_PENDING"]
         self.max_held_bytes: int = config["COLLECTOR_MAX_PENDING_BYTES"]
         self.lane_window = max(1, self.max_held // 4)  # in flight per topic: a stalled one keeps room for others
@@ -64,6 +65,8 @@ class Sender:
         if self.producer is not None:
             close_now(self.producer)
         self.producer = self.producer_factory(**self.configs)
+        self.topics.forget()
+        self._outages = self.outages()
         self.cursors = [Cursor(s) for s in self.log.owned()]
         self.lanes: dict[str, Lane] = {}
         self.held = self.held_bytes = self._seq = 0
@@ -120,6 +123,10 @@ class Sender:
         oldest = min((c.unsettled[0].record.accepted_at for c in self.cursors if c.unsettled), default=0.0)
         metrics.OLDEST_SECONDS.set(time.time() - oldest if oldest else 0.0)
         metrics.flush()
+        if self.outages() != self._outages:
+            # The broker that comes back may be a new one, without the topics: a producer that
+            # still knew them was seen to have records acknowledged there and never stored.
+            self._replace = "Kafka went away; every topic is checked before anything is sent again"
         if self._replace:
             log.error("replacing the Kafka producer (%s); unacknowledged events are sent again", self._replace)
             self.reset()

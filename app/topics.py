@@ -53,9 +53,12 @@ class Topics:
         self._known.add(topic)
         return True
 
-    def forget(self, topic: str) -> None:
-        """``topic`` may have vanished: check it (and create it again) before its next send."""
-        self._known.discard(topic)
+    def forget(self, topic: str | None = None) -> None:
+        """``topic`` (default: every one) may have vanished: check it (and create it again) before its next send."""
+        if topic is None:
+            self._known.clear()
+        else:
+            self._known.discard(topic)
 
     def close(self) -> None:
         if self._admin is not None:

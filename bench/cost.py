@@ -60,14 +60,14 @@ def main() -> None:
                           COLLECTOR_MAX_PENDING=str(10 * count + 1000))
         if target == "kafka":
             return kafka_cost(count)
-        outbox = None
+        pipeline = None
         if target == "collector":
             from app import create_app
-            from app.producer import producer
+            from app.delivery import delivery
 
             app = create_app()
-            outbox = producer.outbox(app)
-            outbox.start()
+            pipeline = delivery.pipeline(app)
+            pipeline.start()
         else:
             from bench.reference import app
         requests = [environ(i) for i in range(count)]
@@ -76,12 +76,13 @@ def main() -> None:
         for env in requests:
             for _ in app(env, start_response):
                 pass
-        while outbox is not None and outbox.pending:  # until Kafka acknowledged them all
+        began = time.monotonic()  # until a pass of the sender after the last request finds all acknowledged
+        while pipeline is not None and (pipeline.sender.beat < began or pipeline.sender.backlog):
             time.sleep(0.001)
         usage = resource.getrusage(resource.RUSAGE_SELF)
         print(f"{target}: {1e6 * (usage.ru_utime + usage.ru_stime - before) / count:.0f} µs CPU per request")
-        if outbox is not None:
-            outbox.close()
+        if pipeline is not None:
+            pipeline.close()
 
 
 def kafka_cost(count: int) -> None:
@@ -89,7 +90,7 @@ def kafka_cost(count: int) -> None:
     from kafka import KafkaProducer
 
     from app.config import from_env
-    from app.producer import producer_configs
+    from app.kafka_client import producer_configs
 
     config = from_env()
     kafka = KafkaProducer(**producer_configs(config))

@@ -6,6 +6,11 @@ the collector's events are then read back from Kafka and counted. Results go to
 ``OUT/benchmarks.md`` and ``OUT/benchmarks.png``. Settings: BENCH_DURATION (seconds per
 level, 10), BENCH_CONNECTIONS (4,16,64), BENCH_RUNS (1; the median is reported),
 BENCH_WARMUP (seconds of wrk before each measured run, 1), or the matching options.
+
+Then, at 16 connections, the variants: the fsync per answer (``COLLECTOR_SPOOL_FSYNC_MS=0``),
+and both producer placements (``COLLECTOR_SENDER`` worker or host) at 2 and 8 workers with
+the events of 1 account or spread over 1,000; with BENCH_BASELINE=<git ref> (``--baseline``)
+also that commit of the collector, served from a worktree, beside them.
 """
 from __future__ import annotations
 
@@ -52,6 +57,9 @@ class Target:
     body: str = "EVENT"  # a Lua expression for the request body (see LUA: EVENT, batch(n))
     status: int = 204  # the answer of a request whose events were all queued
     events: int = 1  # events per request
+    env: tuple[tuple[str, str], ...] = ()  # settings of this variant
+    accounts: int = 1  # events spread over this many accounts, in turn
+    baseline: bool = False  # served from the worktree of --baseline
 
 
 TARGETS = [
@@ -59,6 +67,26 @@ TARGETS = [
     Target("reference", "bench.reference:app", "/collect/{aid}/1/event", kafka=False),
     Target("batches of 50", "wsgi:app", "/collect/{aid}/1/events", True, "batch(50)", 200, 50),
 ]
+
+VARIANT_CONNECTIONS = 16
+
+
+def variants(baseline: str | None) -> list[Target]:
+    """The write-ahead log's variants, and the commit before it when asked."""
+    single = TARGETS[0]
+    found = [Target("collector, fsync before every 204", single.app, single.path, True,
+                    env=(("COLLECTOR_SPOOL_FSYNC_MS", "0"),))]
+    for workers in ("2", "8"):
+        for accounts in (1, 1000):
+            for sender in ("worker", "host"):
+                found.append(Target(f"sender per {sender}, {workers} workers, {accounts} account(s)", single.app,
+                                    single.path, True, accounts=accounts,
+                                    env=(("WEB_CONCURRENCY", workers), ("COLLECTOR_SENDER", sender))))
+            if baseline:
+                found.append(Target(f"{baseline}, {workers} workers, {accounts} account(s)", single.app, single.path,
+                                    True, accounts=accounts, env=(("WEB_CONCURRENCY", workers),), baseline=True))
+    return found
+
 
 LUA = r"""-- written by bench/run.py: POST events with unique instance ids, count the @STATUS@ answers exactly
 wrk.method = "POST"
@@ -84,7 +112,7 @@ function request()
     for i = 1, n do events[i] = EVENT_HEAD .. uid .. "-" .. i .. '"}' end
     return "[" .. table.concat(events, ",") .. "]"
   end
-  return wrk.format(nil, nil, nil, @BODY@)
+  return wrk.format(nil, @PATH@, nil, @BODY@)
 end
 
 function response(status, headers, body)
@@ -188,8 +216,8 @@ def usage(gunicorn: list[int], broker: int) -> dict[str, float]:
 class Gunicorn:
     """``gunicorn -c gunicorn.conf.py APP`` with only ``--bind`` overridden, its log in a file."""
 
-    def __init__(self, app: str, env: dict[str, str], log: Path) -> None:
-        self.app, self.env, self.log = app, env, log
+    def __init__(self, app: str, env: dict[str, str], log: Path, cwd: Path = ROOT) -> None:
+        self.app, self.env, self.log, self.cwd = app, env, log, cwd
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -199,7 +227,7 @@ class Gunicorn:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py",
                  "--bind", f"127.0.0.1:{self.port}", self.app],
-                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
             )
         wait_for_port(self.port, proc=self.proc)
         expected = int(self.env.get("WEB_CONCURRENCY", "2"))
@@ -238,22 +266,43 @@ def wrk_figures(stdout: str) -> dict[str, int]:
     return {k: int(v) for k, v in (pair.split("=") for pair in match.group(1).split())}
 
 
+def create_topics(servers: str, topics: list[str]) -> None:
+    """Create topics in one request, as production clusters provision them (one partition each,
+    so that reading a thousand back stays quick)."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=servers, api_version=(3, 9))
+    try:
+        admin.create_topics([NewTopic(t, 1, 1) for t in topics], raise_errors=False)
+    finally:
+        admin.close()
+
+
+def script_for(target: Target, aid: str) -> str:
+    """The Lua script: the body, the status counted as queued, and the path when accounts take turns."""
+    path = "nil" if target.accounts == 1 else (
+        f'"/collect/" .. ({int(aid)} + sent % {target.accounts}) .. "/1/{target.path.rsplit("/", 1)[1]}"')
+    return LUA.replace("@BODY@", target.body).replace("@STATUS@", str(target.status)).replace("@PATH@", path)
+
+
 def measure(target: Target, connections: int, args: argparse.Namespace, broker: Broker,
             workdir: Path, script: Path) -> Result:
     """Serve ``target`` on a fresh gunicorn, drive it with wrk, count what reached Kafka."""
     aid = str(uuid.uuid4().int % 10**11 + 1)
-    topic = f"events.{aid}"
+    accounts = [str(int(aid) + i) for i in range(target.accounts)]
+    topics = [f"events.{a}" for a in accounts]
     if target.kafka:
-        broker.create_topic(topic)
+        create_topics(broker.servers, topics)
+    script.write_text(script_for(target, aid))
     spool = workdir / f"spool-{aid}"
     registry = workdir / f"registry-{aid}.toml"  # production runs with one, so the bench does too
-    registry.write_text("".join(f'[accounts."{a}"]\ntrackers = ["1"]\n' for a in (aid, WARM_AID)))
+    registry.write_text("".join(f'[accounts."{a}"]\ntrackers = ["1"]\n' for a in (*accounts, WARM_AID)))
     metrics = workdir / f"metrics-{aid}"  # prometheus_client's: must exist and start empty
     metrics.mkdir()
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker.servers, "COLLECTOR_SPOOL_DIR": str(spool),
-           "COLLECTOR_REGISTRY": str(registry), "PROMETHEUS_MULTIPROC_DIR": str(metrics)}
+           "COLLECTOR_REGISTRY": str(registry), "PROMETHEUS_MULTIPROC_DIR": str(metrics), **dict(target.env)}
     log = workdir / f"{target.name}-{connections}-{aid}.log"
-    server = Gunicorn(target.app, env, log).start()
+    server = Gunicorn(target.app, env, log, cwd=args.baseline_root if target.baseline else ROOT).start()
     url = f"http://127.0.0.1:{server.port}"
     notes: list[str] = []
     try:
@@ -278,14 +327,17 @@ def measure(target: Target, connections: int, args: argparse.Namespace, broker: 
     figures = wrk_figures(wrk.stdout)
     text = log.read_text(errors="replace")
     # the access log's request line and status, in the text or the JSON log format
-    logged = target.events * len(re.findall(rf'"POST /collect/{aid}/\S+ HTTP/1\.1\\?" {target.status} ', text))
+    accepted = rf'"POST /collect/(?:{"|".join(accounts)})/\S+ HTTP/1\.1\\?" {target.status} '
+    logged = target.events * len(re.findall(accepted, text))
     if problems := len(re.findall(r'\[(?:WARNING|ERROR|CRITICAL)\]|"level": "(?:WARNING|ERROR|CRITICAL)"', text)):
         notes.append(f"{problems} warnings or errors in gunicorn's log")
     kafka = None
     if target.kafka:
-        kafka = distinct_events(broker.servers, topic, logged)
+        kafka = distinct_events(broker.servers, topics, logged)
         if left := sum(f.stat().st_size for f in spool.glob("*.log")):
             notes.append(f"{left} bytes left in the log")
+        if dead := list(spool.glob("dead-letter/*")):
+            notes.append(f"{len(dead)} dead-letter files")
     if figures["other"] or figures["socket_errors"]:
         notes.append(f"{figures['other']} answers other than {target.status}, {figures['socket_errors']} socket errors")
     seconds = figures["duration_us"] / 1e6
@@ -295,13 +347,36 @@ def measure(target: Target, connections: int, args: argparse.Namespace, broker: 
                   cpu, notes)
 
 
-def distinct_events(servers: str, topic: str, expected: int) -> int:
-    """How many distinct event ids ``topic`` holds (delivery is at least once: duplicates are possible)."""
-    records = read_records(servers, topic, count=expected, timeout=60)
+def distinct_events(servers: str, topics: list[str], expected: int) -> int:
+    """How many distinct event ids ``topics`` hold (delivery is at least once: duplicates are possible)."""
+    if len(topics) > 1:
+        return len({orjson.loads(v)["event_id"] for v in read_all(servers, topics, expected)})
+    records = read_records(servers, topics[0], count=expected, timeout=60)
     ids = {orjson.loads(r.value)["event_id"] for r in records}
     if len(ids) < len(records):  # duplicates: read on until the topic is quiet, for the rest
-        ids = {orjson.loads(r.value)["event_id"] for r in read_records(servers, topic, timeout=60)}
+        ids = {orjson.loads(r.value)["event_id"] for r in read_records(servers, topics[0], timeout=60)}
     return len(ids)
+
+
+def read_all(servers: str, topics: list[str], expected: int, timeout: float = 90) -> list[bytes]:
+    """The values of every record of ``topics`` (one partition each), with one consumer."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=servers, group_id=None, enable_auto_commit=False, api_version=(3, 9))
+    values: list[bytes] = []
+    try:
+        consumer.assign([TopicPartition(t, 0) for t in topics])
+        consumer.seek_to_beginning()
+        deadline = quiet = time.monotonic() + timeout
+        while time.monotonic() < min(deadline, quiet):
+            for batch in consumer.poll(timeout_ms=500).values():
+                values += [r.value for r in batch]
+                quiet = time.monotonic() + 5  # read on until nothing came for 5 s
+            if len(values) >= expected:
+                quiet = min(quiet, time.monotonic() + 2)
+    finally:
+        consumer.close()
+    return values
 
 
 # -- the report ----------------------------------------------------------------------------
@@ -383,6 +458,30 @@ def report(rows: dict[tuple[int, str], Result], args: argparse.Namespace, comman
                  + [f"{rows[c, n].events_per_s / ref:.2f}" if ref else "-" for n in others]
                  + [f"{ms:.1f}" for n in names for ms in (rows[c, n].p50_ms, rows[c, n].p99_ms)])
         lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    variant_rows = [(n, r) for (c, n), r in rows.items() if c == VARIANT_CONNECTIONS and n not in names]
+    if variant_rows:
+        reference = rows.get((VARIANT_CONNECTIONS, "reference"))
+        single = rows.get((VARIANT_CONNECTIONS, "collector"))
+        lines += [
+            "",
+            f"## The write-ahead log's variants, at {VARIANT_CONNECTIONS} connections",
+            "",
+            "Each on a fresh gunicorn as above, with only the settings the name gives changed: the fsync before"
+            " every answer (`COLLECTOR_SPOOL_FSYNC_MS=0`; the default fsyncs once a second), and where the Kafka"
+            " producer lives (`COLLECTOR_SENDER`: one per worker, or one per host that every worker's log goes"
+            " through), at 2 and 8 workers (`WEB_CONCURRENCY`), with each request's account taking turns among 1"
+            " or 1,000 accounts (each a topic of one partition). A commit named first is the collector before"
+            " the write-ahead log, served from a worktree of that commit in the same run.",
+            "",
+            "| variant | events/s | / collector | / reference | p50 | p99 | gunicorn CPU per event, µs"
+            " | peak RSS per worker, MiB | check |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        ]
+        for name, r in variant_rows:
+            lines.append(
+                f"| {name} | {r.events_per_s:.0f} | {r.events_per_s / single.events_per_s if single else 0:.2f}"
+                f" | {r.events_per_s / reference.events_per_s if reference else 0:.2f} | {r.p50_ms:.1f} | {r.p99_ms:.1f}"
+                f" | {per_event(r)} | {r.rss_mib:.0f} | {r.check} |")
     lines += [
         "",
         "## Delivery and resources",
@@ -449,6 +548,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=int(env("BENCH_WARMUP", "1")), help="seconds, 0 for none")
     parser.add_argument("--out", type=Path, default=ROOT / "docs", help="where benchmarks.md and .png go")
     parser.add_argument("--no-chart", action="store_true", help="write no PNG (no matplotlib needed)")
+    parser.add_argument("--no-variants", action="store_true", help="only the main table")
+    parser.add_argument("--baseline", default=env("BENCH_BASELINE") or None,
+                        help="a git ref of the collector to measure beside the variants")
     args = parser.parse_args(argv)
     args.out = args.out.resolve()
     args.connections = sorted({int(c) for c in str(args.connections).split(",") if c.strip()})
@@ -466,23 +568,27 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join([
         f"BENCH_DURATION={args.duration}", f"BENCH_CONNECTIONS={','.join(map(str, args.connections))}",
         f"BENCH_RUNS={args.runs}", f"BENCH_WARMUP={args.warmup}", "python", "bench/run.py", "--out", str(out),
-        *(["--no-chart"] if args.no_chart else []),
+        *(["--no-chart"] if args.no_chart else []), *(["--no-variants"] if args.no_variants else []),
+        *(["--baseline", args.baseline] if args.baseline else []),
     ])
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
     script = workdir / "post.lua"
     results: dict[tuple[int, str], list[Result]] = {}
     ok = False
     try:
+        if args.baseline:
+            args.baseline_root = workdir / "baseline"
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(args.baseline_root),
+                            args.baseline], check=True, capture_output=True)
+        plan = [(c, t) for c in args.connections for t in TARGETS]
+        plan += [(VARIANT_CONNECTIONS, t) for t in variants(args.baseline)] if not args.no_variants else []
         with Broker() as broker:
             broker.create_topic(f"events.{WARM_AID}")
             for run in range(args.runs):
-                for c in args.connections:
-                    for target in TARGETS:
-                        script.write_text(LUA.replace("@BODY@", target.body).replace("@STATUS@", str(target.status)))
-                        print(f"bench: run {run + 1}/{args.runs}, {target.name}, {c} connections, "
-                              f"{args.duration} s", file=sys.stderr, flush=True)
-                        results.setdefault((c, target.name), []).append(
-                            measure(target, c, args, broker, workdir, script))
+                for c, target in plan:
+                    print(f"bench: run {run + 1}/{args.runs}, {target.name}, {c} connections, "
+                          f"{args.duration} s", file=sys.stderr, flush=True)
+                    results.setdefault((c, target.name), []).append(measure(target, c, args, broker, workdir, script))
         rows = {key: combine(runs) for key, runs in results.items()}
         args.out.mkdir(parents=True, exist_ok=True)
         if not args.no_chart:
@@ -491,6 +597,9 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / "benchmarks.md").write_text(text)
         print(text)
         ok = all(r.check == "ok" for runs in results.values() for r in runs)
+        if args.baseline:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(args.baseline_root)],
+                           capture_output=True)
         if not ok:
             print("bench: MISMATCH (events answered as queued but not in Kafka) or FAILED (requests refused)",
                   file=sys.stderr)
