@@ -7,7 +7,9 @@ set in the environment), and stops the broker when COMMAND ends.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -48,11 +50,24 @@ def tansu_binary() -> str:
     return str(path)
 
 
-class Broker:
-    """One Tansu broker process on 127.0.0.1:port, memory-only: a restart starts empty."""
+#: A JSON schema no event meets: with it as ``<topic>.json`` in the schema registry, Tansu
+#: refuses every record produced to that topic with INVALID_RECORD.
+REFUSE_EVERY_RECORD = {"type": "object",
+                       "properties": {"value": {"type": "object", "required": ["never_present"]}}}
 
-    def __init__(self, port: int | None = None) -> None:
+
+class Broker:
+    """One Tansu broker process on 127.0.0.1:port, memory-only: a restart starts empty.
+
+    With ``schema_registry`` (a directory) Tansu validates each produce against the schema
+    ``<topic>.json`` there, if any. It reads that file on every produce (checked with Tansu
+    0.6.0 and no cache expiry set): writing or deleting it takes effect on the running broker
+    at once, so ``refuse_records`` and ``accept_records`` switch a topic's fault on and off.
+    """
+
+    def __init__(self, port: int | None = None, schema_registry: Path | None = None) -> None:
         self.port = port or free_port()
+        self.schema_registry = schema_registry
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -63,11 +78,18 @@ class Broker:
     def start(self) -> Broker:
         """Start the broker and wait until it accepts connections."""
         url = f"tcp://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        command = [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
+        cwd = None
+        if self.schema_registry is not None:
+            # Tansu takes a file:// registry relative to its working directory, even when absolute.
+            registry = self.schema_registry.resolve()
+            if not re.fullmatch(r"[A-Za-z0-9._-]+", registry.name):
+                raise ValueError(f"schema registry directory name must be plain letters, digits, '.', '_', "
+                                 f"'-': {registry.name!r}")
+            registry.mkdir(parents=True, exist_ok=True)
+            command += ["--schema-registry", f"file://./{registry.name}"]
+            cwd = registry.parent
+        self.proc = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_port(self.port, proc=self.proc)
         return self
 
@@ -90,6 +112,19 @@ class Broker:
         finally:
             admin.close()
 
+    def refuse_records(self, topic: str) -> None:
+        """From now on refuse every record produced to ``topic`` (INVALID_RECORD, not retriable)."""
+        self._schema(topic).write_text(json.dumps(REFUSE_EVERY_RECORD))
+
+    def accept_records(self, topic: str) -> None:
+        """Undo ``refuse_records``: ``topic`` takes records again, from its next produce on."""
+        self._schema(topic).unlink(missing_ok=True)
+
+    def _schema(self, topic: str) -> Path:
+        if self.schema_registry is None:
+            raise RuntimeError("this broker was started without a schema registry")
+        return self.schema_registry / f"{topic}.json"
+
     def stop(self) -> None:
         """Stop the broker (its data is gone)."""
         if self.proc is not None and self.proc.poll() is None:
@@ -100,6 +135,13 @@ class Broker:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL the broker, paused or not: a paused one answers nothing more before it goes."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
         self.proc = None
 
     def pause(self) -> None:
