@@ -24,7 +24,8 @@ from .topics import Topics
 
 def send_all(producer: Any, topics: Topics, records: list[Record], timeout: float) -> list[bool]:
     """Send records and wait for each answer: which ones Kafka acknowledged."""
-    futures = [producer.send(r.topic, key=r.key, value=r.value) if topics.ensure(r.topic) else None for r in records]
+    topics.ensure(list({r.topic for r in records}))
+    futures = [producer.send(r.topic, key=r.key, value=r.value) if r.topic in topics else None for r in records]
     producer.flush(timeout)
     return [f is not None and f.succeeded() for f in futures]
 

@@ -62,13 +62,22 @@ def new_admin(**configs: Any) -> Any:
     )
 
 
-def create_topic(admin: Any, topic: str, partitions: int, replication: int) -> bool:
-    """Create ``topic``: True when it was made now, False when it existed; raises ``KafkaError``."""
-    result = admin.create_topics([NewTopic(topic, partitions, replication)], raise_errors=False)
-    [answer] = result["topics"]
-    if answer["error_code"] not in (0, 36):  # 36: the topic exists already
-        raise KafkaError(f"error {answer['error_code']}: {answer['error_message']}")
-    return bool(answer["error_code"] == 0)
+def create_topics(admin: Any, topics: list[str], partitions: int, replication: int) -> dict[str, str | None]:
+    """Create ``topics`` in one request: per topic, None when it exists now (made or already
+    there), else why not. Raises when the request itself fails."""
+    result = admin.create_topics([NewTopic(t, partitions, replication) for t in topics], raise_errors=False)
+    return {a["name"]: None if a["error_code"] in (0, 36) else f"error {a['error_code']}: {a['error_message']}"
+            for a in result["topics"]}  # 36: the topic exists already
+
+
+def want_metadata(producer: Any, topics: list[str]) -> None:
+    """Have the producer fetch these topics' metadata together, before their first sends: each
+    send to a topic it knows nothing of waits for a metadata request of its own (private API;
+    a fake producer has no ``_sender``)."""
+    sender = getattr(producer, "_sender", None)
+    if sender is not None:
+        for topic in topics:
+            sender.add_topic(topic)
 
 
 def close_now(producer: Any) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import deadletter, metrics
-from .kafka_client import close_now, producer_broken, refused
+from .kafka_client import close_now, producer_broken, refused, want_metadata
 from .ledger import Cursor, Entry, Lane
 from .log import Log, records_in
 from .topics import Topics
@@ -66,6 +66,7 @@ class Sender:
             close_now(self.producer)
         self.producer = self.producer_factory(**self.configs)
         self.topics.forget()
+        self._primed: set[str] = set()  # topics whose metadata the producer was asked for
         self._outages = self.outages()
         self.cursors = [Cursor(s) for s in self.log.owned()]
         self.lanes: dict[str, Lane] = {}
@@ -86,6 +87,7 @@ class Sender:
 
     def _elected(self) -> bool:
         if self._election is None:
+            self.log.dir.mkdir(parents=True, exist_ok=True)
             self._election = os.open(self.log.dir / "sender.lock", os.O_RDWR | os.O_CREAT, 0o640)
         while True:
             self.beat = now = time.monotonic()
@@ -180,10 +182,15 @@ class Sender:
     # -- lanes -> Kafka -------------------------------------------------------------------------
 
     def _send(self, now: float) -> None:
+        wanted = [t for t, lane in self.lanes.items() if lane.waiting]
+        self.topics.ensure([t for t in wanted if t not in self.topics])
+        if fresh := [t for t in wanted if t in self.topics and t not in self._primed]:
+            want_metadata(self.producer, fresh)
+            self._primed.update(fresh)
         for topic, lane in self.lanes.items():
             if not lane.waiting or now < lane.retry_at or (lane.returned and lane.in_flight):
                 continue  # records that failed go again only once the rest has settled, in order
-            if not self.topics.ensure(topic):
+            if topic not in self.topics:
                 lane.failed("the topic could not be created", self.interval_s, now)
                 continue
             waiting = lane.ordered()
@@ -256,7 +263,7 @@ class Sender:
                 if not lane.failing_since:
                     lane.failed(f"no acknowledgement for {now - sent:.0f} s", self.interval_s, now)
                 self.topics.forget(topic)
-                self.topics.ensure(topic)
+                self.topics.ensure([topic])
             others_fine = self.heard > lane.failing_since  # Kafka took something in a later pass
             if lane.failing_since and lane.waiting and others_fine and now - lane.failing_since > self.dead_after_s:
                 self._dead(lane, f"{lane.error}; failing for {now - lane.failing_since:.0f} s")

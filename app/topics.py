@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .kafka_client import create_topic
+from .kafka_client import create_topics
 
 log = logging.getLogger(__name__)
 
@@ -31,27 +31,31 @@ class Topics:
         self._known: set[str] = set()
         self._tried: dict[str, float] = {}  # topic -> when its creation was last tried
 
-    def ensure(self, topic: str) -> bool:
-        """True when ``topic`` is known to exist (creating it if need be); False to retry later."""
-        if topic in self._known:
-            return True
+    def __contains__(self, topic: str) -> bool:
+        return topic in self._known
+
+    def ensure(self, topics: list[str]) -> None:
+        """Create those of ``topics`` not known to exist, in one request (each at most once a second)."""
         now = time.monotonic()
-        if now - self._tried.get(topic, 0.0) < self.RECHECK_S:
-            return False
-        self._tried[topic] = now
+        wanted = [t for t in topics if t not in self._known and now - self._tried.get(t, 0.0) >= self.RECHECK_S]
+        if not wanted:
+            return
+        self._tried.update(dict.fromkeys(wanted, now))
         try:
             if self._admin is None:
                 self._admin = self.admin_factory(**self.configs)
-            if create_topic(self._admin, topic, self.partitions, self.replication):
-                log.info("topic %s created with %d partitions", topic, self.partitions)
-        except Exception as exc:  # noqa: BLE001 - no broker, no right: its events wait and retry
-            log.warning("topic %s could not be created (%r): its events wait", topic, exc)
+            answers = create_topics(self._admin, wanted, self.partitions, self.replication)
+        except Exception as exc:  # noqa: BLE001 - no broker: their events wait and retry
+            log.warning("%d topics not checked (%r): their events wait", len(wanted), exc)
             with contextlib.suppress(Exception):
                 self._admin.close()
             self._admin = None
-            return False
-        self._known.add(topic)
-        return True
+            return
+        for topic, problem in answers.items():
+            if problem is None:
+                self._known.add(topic)
+            else:  # not authorized, invalid: the sends that follow fail, and say why
+                log.warning("topic %s could not be created (%s): its events wait", topic, problem)
 
     def forget(self, topic: str | None = None) -> None:
         """``topic`` (default: every one) may have vanished: check it (and create it again) before its next send."""

@@ -424,7 +424,7 @@ def per_event(r: Result) -> str:
 
 def report(rows: dict[tuple[int, str], Result], args: argparse.Namespace, command: str, chart: bool) -> str:
     """The Markdown page: what ran, where, and the two tables."""
-    levels = sorted({c for c, _ in rows})
+    levels = args.connections
     runs = f"the median of {args.runs} runs (counts: the total)" if args.runs > 1 else "one run"
     lines = [
         "# Benchmarks",
@@ -478,10 +478,10 @@ def report(rows: dict[tuple[int, str], Result], args: argparse.Namespace, comman
             "|---|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
         for name, r in variant_rows:
-            lines.append(
-                f"| {name} | {r.events_per_s:.0f} | {r.events_per_s / single.events_per_s if single else 0:.2f}"
-                f" | {r.events_per_s / reference.events_per_s if reference else 0:.2f} | {r.p50_ms:.1f} | {r.p99_ms:.1f}"
-                f" | {per_event(r)} | {r.rss_mib:.0f} | {r.check} |")
+            to_single = r.events_per_s / single.events_per_s if single else 0
+            to_reference = r.events_per_s / reference.events_per_s if reference else 0
+            lines.append(f"| {name} | {r.events_per_s:.0f} | {to_single:.2f} | {to_reference:.2f} | {r.p50_ms:.1f}"
+                         f" | {r.p99_ms:.1f} | {per_event(r)} | {r.rss_mib:.0f} | {r.check} |")
     lines += [
         "",
         "## Delivery and resources",
@@ -520,9 +520,9 @@ def draw(rows: dict[tuple[int, str], Result], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    levels = sorted({c for c, _ in rows})
+    levels = sorted({c for c, name in rows if name in {t.name for t in TARGETS}})
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    for name in sorted({n for _, n in rows}):
+    for name in [t.name for t in TARGETS]:
         left.plot(levels, [rows[c, name].events_per_s for c in levels], marker="o", label=name)
         right.plot(levels, [rows[c, name].p99_ms for c in levels], marker="o", label=name)
     for ax, title in ((left, "throughput, events/s queued"), (right, "p99 latency, ms")):
@@ -549,6 +549,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=ROOT / "docs", help="where benchmarks.md and .png go")
     parser.add_argument("--no-chart", action="store_true", help="write no PNG (no matplotlib needed)")
     parser.add_argument("--no-variants", action="store_true", help="only the main table")
+    parser.add_argument("--variant", action="append", default=[], help="only the variants whose name has this")
     parser.add_argument("--baseline", default=env("BENCH_BASELINE") or None,
                         help="a git ref of the collector to measure beside the variants")
     args = parser.parse_args(argv)
@@ -569,6 +570,7 @@ def main(argv: list[str] | None = None) -> int:
         f"BENCH_DURATION={args.duration}", f"BENCH_CONNECTIONS={','.join(map(str, args.connections))}",
         f"BENCH_RUNS={args.runs}", f"BENCH_WARMUP={args.warmup}", "python", "bench/run.py", "--out", str(out),
         *(["--no-chart"] if args.no_chart else []), *(["--no-variants"] if args.no_variants else []),
+        *(f"--variant={v}" for v in args.variant),
         *(["--baseline", args.baseline] if args.baseline else []),
     ])
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
@@ -581,7 +583,8 @@ def main(argv: list[str] | None = None) -> int:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(args.baseline_root),
                             args.baseline], check=True, capture_output=True)
         plan = [(c, t) for c in args.connections for t in TARGETS]
-        plan += [(VARIANT_CONNECTIONS, t) for t in variants(args.baseline)] if not args.no_variants else []
+        plan += [(VARIANT_CONNECTIONS, t) for t in variants(args.baseline) if not args.no_variants
+                 and (not args.variant or any(v in t.name for v in args.variant))]
         with Broker() as broker:
             broker.create_topic(f"events.{WARM_AID}")
             for run in range(args.runs):
