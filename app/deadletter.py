@@ -66,6 +66,12 @@ def write(spool: str | Path, records: list[Record], reason: str) -> None:
         os.write(fd, b"".join(line(r, reason) for r in records))
 
 
+def count(spool: str | Path) -> int:
+    """How many dead letters the spool directory holds."""
+    return sum(len([raw for raw in path.read_bytes().splitlines() if raw.strip()])
+               for path in directory(spool).glob("*.jsonl"))
+
+
 def resend(spool: str | Path, send: Callable[[list[Record]], list[bool]]) -> tuple[int, int]:
     """Hand every dead letter to ``send`` (which says which were delivered), file by file, and
     keep only those it did not deliver: ``(delivered, left)``."""

@@ -49,21 +49,19 @@ def main(argv: list[str] | None = None) -> int:
     sender = Sender(config, wal, topics, new_producer, configs)
     sender.reset()
     deadline = time.monotonic() + args.timeout
-    wal.adopt()
-    adopted = len(wal.owned())  # segments of running collectors are left to them
-    while time.monotonic() < deadline:
-        sender.step()
-        if not sender.cursors:
-            break
+    sender.step()  # adopts every segment no running process holds
+    taken = len(sender.cursors)
+    while sender.cursors and time.monotonic() < deadline:
         time.sleep(sender.interval_s)
-    delivered, left = (deadletter.resend(spool, lambda rs: send_all(sender.producer, topics, rs,
-                                                                     max(1.0, deadline - time.monotonic())))
-                       if args.dead_letters else (0, sum(1 for p in deadletter.directory(spool).glob("*.jsonl")
-                                                         for line in p.read_bytes().splitlines() if line.strip())))
-    sender.deadline = time.monotonic()
-    sender.finish(sender.deadline)
+        sender.step()
+    if args.dead_letters:
+        delivered, left = deadletter.resend(
+            spool, lambda rs: send_all(sender.producer, topics, rs, max(1.0, deadline - time.monotonic())))
+    else:
+        delivered, left = 0, deadletter.count(spool)
+    sender.finish(time.monotonic())
     held = wal.paths()
-    print(f"log: {sender.delivered} events delivered from {adopted} segments; {len(held)} segments left in {spool}"
+    print(f"log: {sender.lanes.delivered} events delivered from {taken} segments; {len(held)} segments left"
           + (" (a running collector holds them, or Kafka did not take them)" if held else ""))
     print(f"dead letters: {delivered} delivered, {left} left in {deadletter.directory(spool)}")
     return 0 if not held and not left else 1

@@ -74,29 +74,6 @@ def test_broker_down_at_start_then_started(tmp_path):
     no_loss_logged(collector)
 
 
-def test_broker_replaced_mid_load(tmp_path):
-    broker = Broker().start()
-    collector = Collector(broker.servers, tmp_path, env=FAST).start()
-    try:
-        aid = new_account(broker)
-        before = collector.post_many(aid, (f"before-{i}" for i in range(100)))
-        assert accepted(before) == set(before)
-        broker.stop()
-        after = collector.post_many(aid, (f"after-{i}" for i in range(200)))
-        report("broker stopped", after, collector)
-        broker = Broker(broker.port).start()  # a new, empty broker on the same port
-        broker.create_topic(f"events.{aid}")
-        after.update(collector.post_many(aid, (f"back-{i}" for i in range(100))))
-        found = keys_found(broker, f"events.{aid}",
-                           accepted(after))
-        assert accepted(after) <= found
-        assert len(accepted(after)) >= 200
-    finally:
-        collector.stop()
-        broker.stop()
-    no_loss_logged(collector)
-
-
 def test_sigterm_mid_load_with_a_stalled_broker(tmp_path):
     broker = Broker().start()
     spool = tmp_path / "spool"

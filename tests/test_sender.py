@@ -65,7 +65,7 @@ def test_kafka_fails_mid_stream_and_comes_back_in_order(make_app):
     fake.fail_held()  # Kafka fails them all, and what comes next too
     for n in range(10, 20):
         assert post(client, n).status_code == 204
-    wait_until(lambda: pipeline.sender.lanes["events.1"].attempts >= 2, what="retries failing")
+    wait_until(lambda: pipeline.sender.lanes.by_topic["events.1"].attempts >= 2, what="retries failing")
     fake.mode = "ok"
     settled(pipeline)
     assert numbers(fake) == list(range(20))
@@ -115,7 +115,7 @@ def test_when_all_of_kafka_fails_nothing_is_dead_lettered(make_app, tmp_path):
     fake.mode, fake.error = "fail", KafkaTimeoutError("Kafka is away")
     for n in range(10):
         assert post(client, n, aid=str(1 + n % 2)).status_code == 204
-    wait_until(lambda: all(lane.attempts >= 4 for lane in pipeline.sender.lanes.values()), what="long failure")
+    wait_until(lambda: all(lane.attempts >= 4 for lane in pipeline.sender.lanes.by_topic.values()), what="long failure")
     fake.mode = "ok"
     settled(pipeline)
     assert sorted(numbers(fake, "events.1") + numbers(fake, "events.2")) == list(range(10))

@@ -1,0 +1,177 @@
+"""The Kafka side of the sender: one lane per topic, so that a failing topic holds back only its
+own records, and the producer the lanes share.
+
+Owned by the sender thread; kafka-python's I/O thread only appends outcomes to ``_outcomes``
+(a deque, whose appends and pops are atomic).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from . import deadletter, metrics
+from .kafka_client import close_now, producer_broken, refused, want_metadata
+from .ledger import Entry, Lane
+from .topics import Topics
+
+log = logging.getLogger(__name__)
+
+
+class Lanes:
+    """Every topic's lane, the records they hold, and the producer they send through."""
+
+    def __init__(self, config: Mapping[str, Any], spool: Path, topics: Topics) -> None:
+        self.spool = spool
+        self.topics = topics
+        self.max_held: int = config["COLLECTOR_MAX_PENDING"]
+        self.max_held_bytes: int = config["COLLECTOR_MAX_PENDING_BYTES"]
+        self.lane_window = max(1, self.max_held // 4)  # in flight per topic: a stalled one keeps room for others
+        self.interval_s: float = config["COLLECTOR_SEND_INTERVAL_MS"] / 1000
+        self.stall_s: float = config["COLLECTOR_KAFKA_DELIVERY_TIMEOUT_MS"] / 1000
+        self.dead_after_s: float = config["COLLECTOR_DEAD_LETTER_AFTER_MS"] / 1000
+        self.heard = 0.0  # monotonic time of Kafka's last acknowledgement (read by readiness)
+        self.delivered = 0  # events Kafka acknowledged, in all (read by the drain command)
+        self.producer: Any = None
+        self._outcomes: deque[tuple[int, Entry, BaseException | None]] = deque()
+        self._generation = 0
+
+    def reset(self, producer: Any) -> None:
+        """Start over with ``producer`` and nothing held; the old producer's outcomes are ignored."""
+        self._generation += 1
+        if self.producer is not None:
+            close_now(self.producer)
+        self.producer = producer
+        self.topics.forget()
+        self.by_topic: dict[str, Lane] = {}
+        self.held = self.held_bytes = 0
+        self.broken = ""  # why the producer must be replaced, when it must
+        self._primed: set[str] = set()  # topics whose metadata the producer was asked for
+
+    @property
+    def full(self) -> bool:
+        return self.held >= self.max_held or self.held_bytes >= self.max_held_bytes
+
+    def add(self, entry: Entry) -> None:
+        """A record read from the log joins its topic's lane."""
+        self.by_topic.setdefault(entry.record.topic, Lane()).waiting.append(entry)
+        self.held += 1
+        self.held_bytes += len(entry.record.value)
+
+    def close(self) -> None:
+        close_now(self.producer)
+        self.topics.close()
+
+    def send(self, now: float) -> None:
+        """Hand each lane's waiting records to the producer, in order, as far as its window allows."""
+        wanted = [t for t, lane in self.by_topic.items() if lane.waiting]
+        self.topics.ensure([t for t in wanted if t not in self.topics])
+        if fresh := [t for t in wanted if t in self.topics and t not in self._primed]:
+            want_metadata(self.producer, fresh)
+            self._primed.update(fresh)
+        for topic, lane in self.by_topic.items():
+            if not lane.waiting or now < lane.retry_at or (lane.returned and lane.in_flight):
+                continue  # records that failed go again only once the rest has settled, in order
+            if topic not in self.topics:
+                lane.failed("the topic could not be created", self.interval_s, now)
+                continue
+            waiting = lane.ordered()
+            while waiting and lane.in_flight < self.lane_window:
+                entry = waiting[0]
+                try:
+                    future = self.producer.send(topic, key=entry.record.key, value=entry.record.value)
+                except Exception as exc:  # noqa: BLE001 - sorted below
+                    if producer_broken(exc):
+                        self.broken = f"it failed a send: {exc!r}"
+                        return
+                    if refused(exc):
+                        self._dead(lane, repr(exc), [waiting.popleft()])
+                        continue
+                    lane.failed(repr(exc), self.interval_s, now)
+                    self.topics.forget(topic)  # it may have vanished: check before the next try
+                    break
+                waiting.popleft()
+                entry.sent_at = now
+                lane.flight.append(entry)
+                lane.in_flight += 1
+                future.add_callback(self._outcome, self._generation, entry)
+                future.add_errback(self._failure, self._generation, entry)
+
+    def _outcome(self, generation: int, entry: Entry, metadata: Any) -> None:
+        self._outcomes.append((generation, entry, None))  # kafka-python's I/O thread: note it, no more
+
+    def _failure(self, generation: int, entry: Entry, exc: BaseException) -> None:
+        self._outcomes.append((generation, entry, exc))
+
+    def settle(self, now: float) -> None:
+        """Take in Kafka's answers: delivered, refused for good (dead letters), or to retry."""
+        delivered = 0
+        while self._outcomes:
+            generation, entry, exc = self._outcomes.popleft()
+            if generation != self._generation or entry.settled:
+                continue
+            lane = self.by_topic[entry.record.topic]
+            lane.in_flight -= 1
+            if exc is None:
+                self._settled(entry)
+                lane.delivered()
+                delivered += 1
+                metrics.DELIVERY_SECONDS.observe(time.time() - entry.record.accepted_at)
+            elif refused(exc):
+                self._dead(lane, repr(exc), [entry])
+            else:
+                metrics.FAILED.inc()
+                lane.failed(repr(exc), self.interval_s, now)
+                lane.back(entry)
+                self.topics.forget(entry.record.topic)
+        if delivered:
+            self.heard = now
+            self.delivered += delivered
+            metrics.DELIVERED.inc(delivered)
+
+    def _settled(self, entry: Entry) -> None:
+        entry.settled = True
+        self.held -= 1
+        self.held_bytes -= len(entry.record.value)
+
+    def watch(self, now: float, blocked: bool) -> None:
+        """Check the topic of a lane whose records wait too long (it may have vanished), and
+        dead-letter a topic that keeps failing while Kafka takes the others, or that fills the
+        memory the others need."""
+        for topic, lane in self.by_topic.items():
+            sent = lane.oldest_send()
+            if sent and now - sent > self.stall_s:
+                if not lane.failing_since:
+                    lane.failed(f"no acknowledgement for {now - sent:.0f} s", self.interval_s, now)
+                self.topics.forget(topic)
+                self.topics.ensure([topic])
+            others_fine = self.heard > lane.failing_since  # Kafka took something in a later pass
+            if lane.failing_since and lane.waiting and others_fine and now - lane.failing_since > self.dead_after_s:
+                self._dead(lane, f"{lane.error}; failing for {now - lane.failing_since:.0f} s")
+        if blocked and self.heard > now - self.stall_s:
+            lane = max(self.by_topic.values(), key=lambda lane: len(lane.waiting))
+            if lane.failing_since and len(lane.waiting) * 2 > self.held:
+                self._dead(lane, f"{lane.error}; held back while the collector's memory bound "
+                                 f"({self.max_held} events) was full")
+
+    def _dead(self, lane: Lane, reason: str, entries: list[Entry] | None = None) -> None:
+        """Move records Kafka will not take (default: all the lane's waiting ones) to the dead
+        letters; they wait in the lane again if that fails."""
+        if entries is None:
+            entries = list(lane.waiting)
+            lane.waiting.clear()
+        try:
+            deadletter.write(self.spool, [e.record for e in entries], reason)
+        except OSError as exc:
+            log.error("dead letters not written (%r): %d events wait in memory", exc, len(entries))
+            for entry in entries:
+                lane.back(entry)
+            return
+        for entry in entries:
+            self._settled(entry)
+            log.error("event %s dead-lettered (topic %s): %s", deadletter.event_id(entry.record),
+                      entry.record.topic, reason)
+        metrics.DEAD_LETTER.inc(len(entries))
