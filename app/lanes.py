@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import deadletter, metrics
-from .kafka_client import close_now, producer_broken, refused, want_metadata
+from .kafka_client import close_now, producer_broken, refused, with_metadata
 from .ledger import Entry, Lane
 from .topics import Topics
 
@@ -32,6 +32,7 @@ class Lanes:
         self.lane_window = max(1, self.max_held // 4)  # in flight per topic: a stalled one keeps room for others
         self.interval_s: float = config["COLLECTOR_SEND_INTERVAL_MS"] / 1000
         self.stall_s: float = config["COLLECTOR_KAFKA_DELIVERY_TIMEOUT_MS"] / 1000
+        self.max_block_s: float = config["COLLECTOR_KAFKA_MAX_BLOCK_MS"] / 1000
         self.dead_after_s: float = config["COLLECTOR_DEAD_LETTER_AFTER_MS"] / 1000
         self.heard = 0.0  # monotonic time of Kafka's last acknowledgement (read by readiness)
         self.delivered = 0  # events Kafka acknowledged, in all (read by the drain command)
@@ -49,7 +50,7 @@ class Lanes:
         self.by_topic: dict[str, Lane] = {}
         self.held = self.held_bytes = 0
         self.broken = ""  # why the producer must be replaced, when it must
-        self._primed: set[str] = set()  # topics whose metadata the producer was asked for
+        self._asked: dict[str, float] = {}  # topic -> since when its metadata is awaited
 
     @property
     def full(self) -> bool:
@@ -69,14 +70,20 @@ class Lanes:
         """Hand each lane's waiting records to the producer, in order, as far as its window allows."""
         wanted = [t for t, lane in self.by_topic.items() if lane.waiting]
         self.topics.ensure([t for t in wanted if t not in self.topics])
-        if fresh := [t for t in wanted if t in self.topics and t not in self._primed]:
-            want_metadata(self.producer, fresh)
-            self._primed.update(fresh)
+        ready = with_metadata(self.producer, [t for t in wanted if t in self.topics])
+        for topic in ready:
+            self._asked.pop(topic, None)
         for topic, lane in self.by_topic.items():
             if not lane.waiting or now < lane.retry_at or (lane.returned and lane.in_flight):
                 continue  # records that failed go again only once the rest has settled, in order
             if topic not in self.topics:
                 lane.failed("the topic could not be created", self.interval_s, now)
+                continue
+            if topic not in ready:  # its metadata is on the way; after max_block_ms, check the topic
+                if now - self._asked.setdefault(topic, now) > self.max_block_s:
+                    del self._asked[topic]
+                    lane.failed("no metadata for the topic", self.interval_s, now)
+                    self.topics.forget(topic)
                 continue
             waiting = lane.ordered()
             while waiting and lane.in_flight < self.lane_window:
@@ -140,7 +147,11 @@ class Lanes:
     def watch(self, now: float, blocked: bool) -> None:
         """Check the topic of a lane whose records wait too long (it may have vanished), and
         dead-letter a topic that keeps failing while Kafka takes the others, or that fills the
-        memory the others need."""
+        memory the others need. Drop the lanes with nothing to do: every pass goes over them."""
+        idle = [t for t, lane in self.by_topic.items() if not lane.waiting and not lane.in_flight
+                and not lane.failing_since]
+        for topic in idle:
+            del self.by_topic[topic]
         for topic, lane in self.by_topic.items():
             sent = lane.oldest_send()
             if sent and now - sent > self.stall_s:
@@ -151,7 +162,7 @@ class Lanes:
             others_fine = self.heard > lane.failing_since  # Kafka took something in a later pass
             if lane.failing_since and lane.waiting and others_fine and now - lane.failing_since > self.dead_after_s:
                 self._dead(lane, f"{lane.error}; failing for {now - lane.failing_since:.0f} s")
-        if blocked and self.heard > now - self.stall_s:
+        if blocked and self.by_topic and self.heard > now - self.stall_s:
             lane = max(self.by_topic.values(), key=lambda lane: len(lane.waiting))
             if lane.failing_since and len(lane.waiting) * 2 > self.held:
                 self._dead(lane, f"{lane.error}; held back while the collector's memory bound "
