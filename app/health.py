@@ -101,7 +101,7 @@ class Probe:
             self._admin.describe_cluster()
         except Exception as exc:  # noqa: BLE001 - what readiness reports
             self.problem = f"Kafka does not answer: {exc!r}"
-            if went_away(exc) and not self._away:
+            if not self._away and went_away(self.configs["bootstrap_servers"]):
                 self._away = True
                 self.outages += 1
             with contextlib.suppress(Exception):

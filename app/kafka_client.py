@@ -5,12 +5,13 @@ The one module that imports ``kafka``.
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
-from kafka.errors import IllegalStateError, KafkaError, KafkaTimeoutError, RequestTimedOutError, UnknownError
+from kafka.errors import IllegalStateError, KafkaError, KafkaTimeoutError, UnknownError
 
 # Records never expire inside kafka-python: a batch that expired there while a later one of
 # its partition was then delivered would reach Kafka out of order. The sender decides what
@@ -98,10 +99,19 @@ def close_now(producer: Any) -> None:
         pass
 
 
-def went_away(exc: BaseException) -> bool:
-    """Whether a failed request says Kafka is gone (connection refused or closed), not just slow:
-    a broker that comes back may be a new one, without the topics."""
-    return not isinstance(exc, RequestTimedOutError)
+def went_away(servers: list[str]) -> bool:
+    """Whether Kafka is gone, not just slow or busy: every bootstrap server refuses a connection.
+    A broker that comes back may be a new one, without the topics."""
+    for server in servers:
+        host, _, port = server.rpartition(":")
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=0.5).close()
+        except ConnectionRefusedError:
+            continue
+        except OSError:  # a timeout, no route: not known to be gone
+            return False
+        return False
+    return True
 
 
 def refused(exc: BaseException) -> bool:

@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 class Lanes:
     """Every topic's lane, the records they hold, and the producer they send through."""
 
+    CONFIRM_S = 0.5  # a topic the producer's metadata still lacks after this is created
+
     def __init__(self, config: Mapping[str, Any], spool: Path, topics: Topics) -> None:
         self.spool = spool
         self.topics = topics
@@ -69,20 +71,19 @@ class Lanes:
     def send(self, now: float) -> None:
         """Hand each lane's waiting records to the producer, in order, as far as its window allows."""
         wanted = [t for t, lane in self.by_topic.items() if lane.waiting]
-        self.topics.ensure([t for t in wanted if t not in self.topics])
-        ready = with_metadata(self.producer, [t for t in wanted if t in self.topics])
-        for topic in ready:
-            self._asked.pop(topic, None)
+        ready = with_metadata(self.producer, wanted)
+        # The metadata shows every topic that exists: create those it still lacks after a moment.
+        self._asked = {t: self._asked.get(t, now) for t in wanted if t not in ready}
+        self.topics.ensure([t for t, since in self._asked.items() if now - since > self.CONFIRM_S
+                            and t not in self.topics])
         for topic, lane in self.by_topic.items():
             if not lane.waiting or now < lane.retry_at or (lane.returned and lane.in_flight):
                 continue  # records that failed go again only once the rest has settled, in order
-            if topic not in self.topics:
-                lane.failed("the topic could not be created", self.interval_s, now)
-                continue
-            if topic not in ready:  # its metadata is on the way; after max_block_ms, check the topic
-                if now - self._asked.setdefault(topic, now) > self.max_block_s:
-                    del self._asked[topic]
-                    lane.failed("no metadata for the topic", self.interval_s, now)
+            if topic not in ready:  # its metadata is on the way; after max_block_ms, check the topic again
+                if now - self._asked[topic] > self.max_block_s + self.CONFIRM_S:
+                    self._asked[topic] = now
+                    lane.failed("no metadata for the topic" if topic in self.topics else
+                                "the topic could not be created", self.interval_s, now)
                     self.topics.forget(topic)
                 continue
             waiting = lane.ordered()

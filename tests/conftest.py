@@ -57,6 +57,14 @@ class FakeKafkaProducer:
         self.refuse: dict[str, Exception] = {}
         self.closed = False
 
+    @property
+    def _metadata(self) -> FakeMetadata:
+        return FakeMetadata()
+
+    @property
+    def _sender(self) -> FakeMetadata:
+        return FakeMetadata()
+
     def send(self, topic: str, value: bytes | None = None, key: bytes | None = None) -> Future:
         if self.closed:
             raise IllegalStateError("KafkaProducer already closed!")
@@ -96,10 +104,28 @@ class FakeKafkaProducer:
         self.closed = True
 
 
+class FakeMetadata:
+    """kafka-python's cluster metadata (and the sender's part in it), as the collector uses them:
+    every topic has a partition, but those in ``FakeKafkaAdmin.missing`` until they are created."""
+
+    def partitions_for_topic(self, topic: str) -> set[int] | None:
+        return None if topic in FakeKafkaAdmin.missing else {0}
+
+    def add_topic(self, topic: str) -> None:
+        pass
+
+    def request_update(self) -> None:
+        pass
+
+    def wakeup(self) -> None:
+        pass
+
+
 class FakeKafkaAdmin:
     """kafka-python's admin client, as far as the collector uses it: topics it was asked to create."""
 
     topics: dict[str, tuple[int, int]] = {}
+    missing: set[str] = set()  # topics the cluster does not have (the producer's metadata lacks them)
 
     def __init__(self, **configs: Any) -> None:
         self.configs = configs
@@ -109,6 +135,7 @@ class FakeKafkaAdmin:
         for t in new_topics:
             exists = t.name in self.topics
             self.topics.setdefault(t.name, (t.num_partitions, t.replication_factor))
+            self.missing.discard(t.name)
             answers.append({"name": t.name, "error_code": 36 if exists else 0, "error_message": None})
         return {"topics": answers}
 
@@ -137,7 +164,7 @@ def make_app(tmp_path: Path) -> Iterator[Callable[..., Flask]]:
         apps.append(app)
         return app
 
-    FakeKafkaAdmin.topics = {}
+    FakeKafkaAdmin.topics, FakeKafkaAdmin.missing = {}, set()
     yield make
     for app in apps:
         delivery.pipeline(app).close()

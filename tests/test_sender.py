@@ -122,13 +122,15 @@ def test_when_all_of_kafka_fails_nothing_is_dead_lettered(make_app, tmp_path):
     assert not (tmp_path / "spool" / "dead-letter").exists()
 
 
-def test_a_vanished_topic_is_created_again_before_its_events_go(make_app):
+def test_a_missing_or_vanished_topic_is_created_before_its_events_go(make_app):
+    FakeKafkaAdmin.missing.add("events.1")
     client, pipeline = started(make_app(COLLECTOR_TOPIC_PARTITIONS=3))
     fake = pipeline.sender.producer
     assert post(client, 0).status_code == 204
     settled(pipeline)
     assert FakeKafkaAdmin.topics == {"events.1": (3, -1)}
     FakeKafkaAdmin.topics.clear()  # the broker lost it
+    FakeKafkaAdmin.missing.add("events.1")
     fake.refuse["events.1"] = UnknownTopicOrPartitionError()
     assert post(client, 1).status_code == 204
     wait_until(lambda: FakeKafkaAdmin.topics, what="the topic created again")
