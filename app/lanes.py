@@ -41,6 +41,7 @@ class Lanes:
         self.producer: Any = None
         self._outcomes: deque[tuple[int, Entry, BaseException | None]] = deque()
         self._generation = 0
+        self._clear()
 
     def reset(self, producer: Any) -> None:
         """Start over with ``producer`` and nothing held; the old producer's outcomes are ignored."""
@@ -49,6 +50,9 @@ class Lanes:
             close_now(self.producer)
         self.producer = producer
         self.topics.forget()
+        self._clear()
+
+    def _clear(self) -> None:
         self.by_topic: dict[str, Lane] = {}
         self.held = self.held_bytes = 0
         self.broken = ""  # why the producer must be replaced, when it must

@@ -184,17 +184,14 @@ class Log:
 
     def sync(self) -> None:
         """fsync what was appended since the last call (the bound on what a host crash takes).
-        Called by the sender thread, which alone closes segments."""
-        current = self._current
-        for segment in self.owned() + ([current] if self.shared and current is not None else []):
-            size = segment.size
-            if segment.synced < size:
-                try:
-                    os.fdatasync(segment.fd)
-                except OSError as exc:
-                    log.error("fsync of %s failed: %r", segment.path.name, exc)
-                    continue
-                segment.synced = size
+        Called by the sender thread, which alone closes the segments it reads; with ``shared``,
+        the writer closes its own when it rolls them, so that one is synced under the lock."""
+        for segment in self.owned():
+            _sync(segment)
+        if self.shared:
+            with self._lock:
+                if self._current is not None:
+                    _sync(self._current)
 
     def seal(self, segment: Segment | None = None, size: int = -1) -> None:
         """Stop appending to the current segment (at exit), or only if it is ``segment`` and still
@@ -257,6 +254,17 @@ class Log:
         """A copy of this process's segments, oldest first."""
         with self._lock:
             return list(self.segments)
+
+
+def _sync(segment: Segment) -> None:
+    size = segment.size
+    if segment.synced < size:
+        try:
+            os.fdatasync(segment.fd)
+        except OSError as exc:
+            log.error("fsync of %s failed: %r", segment.path.name, exc)
+            return
+        segment.synced = size
 
 
 def _try_lock(fd: int) -> bool:

@@ -57,7 +57,7 @@ class Sender:
     @property
     def held(self) -> int:
         """Records read from the log and not yet settled."""
-        return self.lanes.held if self.cursors else 0
+        return self.lanes.held
 
     def reset(self) -> None:
         """Start over from what the ack files record: a new producer, nothing held in memory."""
@@ -166,8 +166,6 @@ class Sender:
                   lost, offset)
         metrics.LOST.inc()
         cursor.position = cursor.segment.size
-
-    # -- lanes -> Kafka -------------------------------------------------------------------------
 
     def _advance(self) -> None:
         """Record how far each segment is acknowledged; let go of the finished ones."""
