@@ -145,7 +145,8 @@ SETTINGS: dict[str, Callable[[Mapping[str, str]], Any]] = {
     "COLLECTOR_SPOOL_SEGMENT_BYTES": _int("COLLECTOR_SPOOL_SEGMENT_BYTES", 16 * 1024**2, 1024**2, 1024**3),
     "COLLECTOR_SPOOL_FSYNC_MS": _int("COLLECTOR_SPOOL_FSYNC_MS", 1000, 0, 60_000),
     "COLLECTOR_SPOOL_REPLAY_MS": _int("COLLECTOR_SPOOL_REPLAY_MS", 1000, 50, 600_000),
-    "COLLECTOR_SENDER": _choice("COLLECTOR_SENDER", "worker", ("worker", "host")),
+    # One sender per host was faster than one per worker in every setup measured (docs/benchmarks.md).
+    "COLLECTOR_SENDER": _choice("COLLECTOR_SENDER", "host", ("host", "worker")),
     "COLLECTOR_DEAD_LETTER_AFTER_MS": _int("COLLECTOR_DEAD_LETTER_AFTER_MS", 300_000, 1000, 7 * 86_400_000),
 }
 

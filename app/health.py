@@ -88,8 +88,10 @@ class Probe:
         self._admin: Any = None
 
     def run(self, stopping: threading.Event) -> None:
-        while not stopping.wait(min(1.0, self.ready_s / 4)):
+        while True:
             self.ask()
+            if stopping.wait(min(1.0, self.ready_s / 4)):
+                break
         if self._admin is not None:
             with contextlib.suppress(Exception):
                 self._admin.close()

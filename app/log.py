@@ -106,7 +106,8 @@ class Log:
     worker, follows them all.
     """
 
-    ROLL_S = 10.0
+    ROLL_S = 10.0  # with ``shared``: the longest a segment is written to, so that it can be deleted
+    IDLE_S = 1.0  # with ``shared``: a segment nothing was appended to for this long is let go of
 
     def __init__(self, directory: str, max_bytes: int, segment_bytes: int, shared: bool = False) -> None:
         self.dir = Path(directory)
@@ -116,6 +117,7 @@ class Log:
         self.disk_bytes = 0  # of every segment in the directory: recounted by ``paths``, grown by appends
         self.segments: list[Segment] = []
         self._current: Segment | None = None
+        self._appended_at = 0.0
         self._lock = threading.Lock()
 
     def check(self) -> str | None:
@@ -157,6 +159,7 @@ class Log:
                 raise
             segment.size += written
             self.disk_bytes += written
+            self._appended_at = time.monotonic()
 
     def _seal(self) -> None:
         segment, self._current = self._current, None
@@ -192,6 +195,13 @@ class Log:
             with self._lock:
                 if self._current is not None:
                     _sync(self._current)
+
+    def let_go_if_idle(self) -> None:
+        """With ``shared``: let go of the segment being written once nothing came for ``IDLE_S``,
+        so that the host's sender can delete it once acknowledged (called by the sender thread)."""
+        with self._lock:
+            if self.shared and self._current is not None and time.monotonic() - self._appended_at > self.IDLE_S:
+                self._seal()
 
     def seal(self, segment: Segment | None = None, size: int = -1) -> None:
         """Stop appending to the current segment (at exit), or only if it is ``segment`` and still

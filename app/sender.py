@@ -93,6 +93,7 @@ class Sender:
             if self.fsync_s and now >= self._sync_at:  # this worker's own appends still need it
                 self._sync_at = now + self.fsync_s
                 self.log.sync()
+            self.log.let_go_if_idle()
             if self.stop.wait(0.5):  # the elected one's death frees the lock: taken over within a second
                 return False
 
@@ -109,6 +110,7 @@ class Sender:
         self.lanes.send(now)
         self.lanes.watch(now, self.blocked)
         self._advance()
+        self.log.let_go_if_idle()
         if self.fsync_s and now >= self._sync_at:
             self._sync_at = now + self.fsync_s
             self.log.sync()

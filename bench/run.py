@@ -471,7 +471,11 @@ def report(rows: dict[tuple[int, str], Result], args: argparse.Namespace, comman
             " producer lives (`COLLECTOR_SENDER`: one per worker, or one per host that every worker's log goes"
             " through), at 2 and 8 workers (`WEB_CONCURRENCY`), with each request's account taking turns among 1"
             " or 1,000 accounts (each a topic of one partition). A commit named first is the collector before"
-            " the write-ahead log, served from a worktree of that commit in the same run.",
+            " the write-ahead log, served from a worktree of that commit in the same run. `check` is MISMATCH"
+            " when Kafka had fewer events than were answered as queued once the collector stopped (a shutdown"
+            " gives it `COLLECTOR_SHUTDOWN_FLUSH_MS`): with the write-ahead log the rest is still on disk (the"
+            " notes below say how much) and goes at the next start; an events/s figure is then more than"
+            " that setup can deliver.",
             "",
             "| variant | events/s | / collector | / reference | p50 | p99 | gunicorn CPU per event, µs"
             " | peak RSS per worker, MiB | check |",

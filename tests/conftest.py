@@ -109,7 +109,8 @@ class FakeMetadata:
     every topic has a partition, but those in ``FakeKafkaAdmin.missing`` until they are created."""
 
     def partitions_for_topic(self, topic: str) -> set[int] | None:
-        return None if topic in FakeKafkaAdmin.missing else {0}
+        missing = topic in FakeKafkaAdmin.missing or FakeKafkaAdmin.only_created and topic not in FakeKafkaAdmin.topics
+        return None if missing else {0}
 
     def add_topic(self, topic: str) -> None:
         pass
@@ -126,6 +127,7 @@ class FakeKafkaAdmin:
 
     topics: dict[str, tuple[int, int]] = {}
     missing: set[str] = set()  # topics the cluster does not have (the producer's metadata lacks them)
+    only_created = False  # True: the cluster has only the topics created through this admin
 
     def __init__(self, **configs: Any) -> None:
         self.configs = configs
@@ -160,11 +162,11 @@ def make_app(tmp_path: Path) -> Iterator[Callable[..., Flask]]:
         app = create_app({"TESTING": True, "COLLECTOR_KAFKA_FACTORY": FakeKafkaProducer,
                           "COLLECTOR_KAFKA_ADMIN_FACTORY": FakeKafkaAdmin,
                           "COLLECTOR_SPOOL_DIR": str(tmp_path / "spool"),
-                          "COLLECTOR_SPOOL_REPLAY_MS": 50, **config})
+                          "COLLECTOR_SPOOL_REPLAY_MS": 50, "COLLECTOR_SENDER": "worker", **config})
         apps.append(app)
         return app
 
-    FakeKafkaAdmin.topics, FakeKafkaAdmin.missing = {}, set()
+    FakeKafkaAdmin.topics, FakeKafkaAdmin.missing, FakeKafkaAdmin.only_created = {}, set(), False
     yield make
     for app in apps:
         delivery.pipeline(app).close()

@@ -55,6 +55,7 @@ def test_unknown_ids_are_404_and_touch_no_topic(registered, path, field, message
 
 @pytest.mark.parametrize("path", ["/collect/1/2/event", f"/collect/{UUID}/7/event", "/collect/001/1/event"])
 def test_registered_ids_are_tracked_and_their_topic_created(registered, path):
+    FakeKafkaAdmin.only_created = True  # a cluster without the account's topic yet
     assert registered.test_client().post(path, json=EVENT).status_code == 204
     [record] = sent_by(registered)
     assert FakeKafkaAdmin.topics == {record["topic"]: (3, 1)}
