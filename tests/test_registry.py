@@ -1,4 +1,4 @@
-"""The registry of accounts and trackers, and the topics the collector creates for them."""
+"""The registry of accounts, trackers and vendors, and the topics the collector creates for them."""
 from __future__ import annotations
 
 import logging
@@ -78,6 +78,9 @@ def test_the_registry_reloads_when_its_file_changes(registered, registry_file, c
     assert client.post("/collect/1/4/event", json=EVENT).status_code == 404
 
 
+ACCOUNT = '[accounts.1]\ntrackers = ["1"]\n'
+
+
 @pytest.mark.parametrize(("text", "problem"), [
     (None, "No such file or directory"),
     ("[accounts.1\n", "not valid TOML"),
@@ -85,6 +88,14 @@ def test_the_registry_reloads_when_its_file_changes(registered, registry_file, c
     ("[accounts.x]\ntrackers = [\"1\"]\n", "account 'x' must be a positive decimal number or a UUID"),
     ("[accounts.1]\ntrackers = [1]\n", "account 1: tracker 1 must be a string"),
     ("accounts = 3\n", "needs an [accounts.<id>] table per account"),
+    ("vendors = 3\n" + ACCOUNT, 'needs a [vendors."<name>"] table per vendor'),
+    (ACCOUNT + '[vendors."Vendor A"]\n',
+     """vendor 'Vendor A' needs products = ["<name>", ...] (or [] for any product)"""),
+    (ACCOUNT + '[vendors."Vendor A"]\nproducts = "Chat"\n', "vendor 'Vendor A' needs products = "),
+    (ACCOUNT + "[vendors]\nAcme = 3\n", "vendor 'Acme' needs products = "),
+    (ACCOUNT + '[vendors." "]\nproducts = []\n', "vendor ' ' must not be blank"),
+    (ACCOUNT + '[vendors."Vendor A"]\nproducts = ["Chat", 1]\n', "vendor 'Vendor A': product 1 must be a string"),
+    (ACCOUNT + '[vendors."Vendor A"]\nproducts = ["Chat", ""]\n', "vendor 'Vendor A': product '' must not be blank"),
 ])
 def test_a_broken_file_at_start_up_stops_the_service(make_app, tmp_path, text, problem):
     path = tmp_path / "registry.toml"
@@ -98,15 +109,18 @@ def test_a_broken_file_at_start_up_stops_the_service(make_app, tmp_path, text, p
 
 # -- with gunicorn and the real broker ------------------------------------------------------
 
-def test_gunicorn_refuses_to_start_with_a_broken_registry(broker, tmp_path):
+@pytest.mark.parametrize(("text", "problem"), [
+    ("[accounts.1]\ntrackers = [\"one\"]\n", "account 1: tracker 'one' must be a positive decimal number or a UUID"),
+    (ACCOUNT + '[vendors."Vendor A"]\nproducts = [""]\n', "vendor 'Vendor A': product '' must not be blank"),
+], ids=["account", "vendor"])
+def test_gunicorn_refuses_to_start_with_a_broken_registry(broker, tmp_path, text, problem):
     path = tmp_path / "registry.toml"
-    path.write_text("[accounts.1]\ntrackers = [\"one\"]\n")
+    path.write_text(text)
     collector = Collector(broker.servers, tmp_path, env={"COLLECTOR_REGISTRY": str(path)})
     with pytest.raises(RuntimeError):
         collector.start()
     assert collector.stop() == 1
-    assert (f"cannot start: {path}: account 1: tracker 'one' must be a positive decimal number or a UUID"
-            in collector.log.read_text())
+    assert f"cannot start: {path}: {problem}" in collector.log.read_text()
 
 
 def test_topics_are_created_with_the_configured_partitions_and_only_for_registered_accounts(broker, tmp_path):
