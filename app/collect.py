@@ -12,7 +12,7 @@ from marshmallow import ValidationError
 
 from .delivery import Pipeline, Unavailable, delivery
 from .errors import APIError
-from .registry import REGISTRY, Registry
+from .registry import REGISTRY, Registry, Vendors, unregistered
 from .schemas import ID_MESSAGE, Limits, canonical_id, make_event, new_event_id
 
 bp = Blueprint("collect", __name__)
@@ -55,8 +55,9 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
 
 
-def begin(aid: str, tid: str) -> tuple[Request, Settings, str, str]:
-    """The request, the settings, and the account and tracker ids of the path, canonical.
+def begin(aid: str, tid: str) -> tuple[Request, Settings, str, str, Vendors | None]:
+    """The request, the settings, the account and tracker ids of the path, canonical, and the
+    registry's vendors when it lists any (None: every vendor is accepted).
 
     Refuses a browser's request from an origin that is not allowed (403): CORS alone would
     only stop the page from reading the answer, and a beacon (``text/plain``) needs no
@@ -72,10 +73,14 @@ def begin(aid: str, tid: str) -> tuple[Request, Settings, str, str]:
     if account is None or tracker is None:
         malformed = {k: [ID_MESSAGE] for k, v in (("aid", account), ("tid", tracker)) if v is None}
         raise APIError(404, f"no such collect path: {_summary(malformed)}", malformed)
-    if settings.registry is not None and (unknown := settings.registry.unknown(account, tracker)):
-        [[why]] = unknown.values()
-        raise APIError(404, f"no such collect path: {why}", unknown)
-    return req, settings, account, tracker
+    vendors = None
+    if settings.registry is not None:
+        if unknown := settings.registry.unknown(account, tracker):
+            [[why]] = unknown.values()
+            raise APIError(404, f"no such collect path: {why}", unknown)
+        # Read once per request, with the ids: every event of a batch meets the same registry.
+        vendors = settings.registry.known.vendors or None
+    return req, settings, account, tracker, vendors
 
 
 #: Content-Type values taken without parsing them (what curl, fetch and sendBeacon send).
@@ -195,13 +200,15 @@ def queue(pipeline: Pipeline, events: list[dict[str, Any]]) -> None:
 def track(aid: str, tid: str) -> Response:
     """Track one event: ``204`` once it is queued, a JSON error saying what is wrong otherwise."""
     event_id = new_event_id()
-    req, settings, account, tracker = begin(aid, tid)
+    req, settings, account, tracker, vendors = begin(aid, tid)
     check = validate_only(req)
     body = read_body(req, settings)
     if not isinstance(body, dict):
         raise APIError(400, f"the body must be a JSON object, not {type(body).__name__}")
     try:
         event = make_event(event_id, account, tracker, body, request_context(req.environ), settings.limits)
+        if vendors is not None and (unknown := unregistered(vendors, event["vendor"], event["product"])):
+            raise ValidationError(unknown)
     except ValidationError as exc:
         errors = exc.normalized_messages()
         raise APIError(400, f"the event was not tracked: {_summary(errors)}", errors) from None
@@ -215,7 +222,7 @@ def track(aid: str, tid: str) -> Response:
 def track_batch(aid: str, tid: str) -> Response:
     """Track a JSON array of events, each on its own: ``200`` with how many were accepted and
     why each other one was rejected; none is queued if the collector cannot keep them all."""
-    req, settings, account, tracker = begin(aid, tid)
+    req, settings, account, tracker, vendors = begin(aid, tid)
     check = validate_only(req)
     body = read_body(req, settings)
     limit = settings.max_batch
@@ -231,7 +238,10 @@ def track_batch(aid: str, tid: str) -> Response:
         try:
             if not isinstance(item, dict):
                 raise ValidationError(f"must be a JSON object, not {type(item).__name__}")
-            events.append(make_event(new_event_id(), account, tracker, item, context, settings.limits))
+            event = make_event(new_event_id(), account, tracker, item, context, settings.limits)
+            if vendors is not None and (unknown := unregistered(vendors, event["vendor"], event["product"])):
+                raise ValidationError(unknown)
+            events.append(event)
         except ValidationError as exc:
             rejected.append({"index": index, "errors": exc.normalized_messages()})
     answer: dict[str, Any] = {"accepted": len(events), "rejected": rejected}

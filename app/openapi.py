@@ -11,7 +11,8 @@ from .schemas import ID_PATTERN, BatchAnswerSchema, ErrorSchema, EventSchema, Nu
 
 bp = Blueprint("openapi", __name__)
 ERRORS = {
-    400: "the body or a field is wrong", 403: "an origin not allowed", 404: "no such account, tracker or route",
+    400: "the body or a field is wrong, a vendor or product the registry does not list included",
+    403: "an origin not allowed", 404: "no such account, tracker or route",
     405: "another method", 408: "the body stopped arriving", 413: "the body is too large",
     415: "another Content-Type, charset or Content-Encoding", 503: "the collector cannot keep the event now",
 }

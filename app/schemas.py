@@ -45,11 +45,14 @@ class Number(fields.Field):
         return value
 
 
-def _text(required: bool = True) -> fields.String:
+def _text(required: bool = True, description: str | None = None) -> fields.String:
+    metadata = {"pattern": r"[^ \t\n\r\f\v]"} if required else {}
+    if description:
+        metadata["description"] = description
     return fields.String(
         required=required,
         validate=_non_blank if required else None,
-        metadata={"pattern": r"[^ \t\n\r\f\v]"} if required else {},
+        metadata=metadata,
         error_messages={
             "required": "is required",
             "invalid": "must be a string",
@@ -78,8 +81,10 @@ class EventSchema(Schema):
 
     action = _text()
     object = _text()
-    vendor = _text()
-    product = _text()
+    vendor = _text(description="a vendor registered with the platform; when the registry lists vendors, one of "
+                               "them, spelt exactly (otherwise a 400: is not registered)")
+    product = _text(description="the vendor's product firing the event; when the registry lists the vendor's "
+                                "products, one of them, spelt exactly")
     instance_id = _text()
     label = fields.String(error_messages={"invalid": "must be a string", "null": "must be a string"})
     score = Number()
