@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from .log import Record
+from .segment import Record
 
 DIRECTORY = "dead-letter"
 

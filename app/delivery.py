@@ -16,7 +16,8 @@ from flask import Flask, current_app
 
 from . import health, metrics
 from .kafka_client import new_admin, new_producer, producer_configs
-from .log import Log, LogFull, Record
+from .log import Log, LogFull
+from .segment import Record
 from .sender import Sender
 from .topics import Topics
 
@@ -54,7 +55,8 @@ class Pipeline:
                        shared=c["COLLECTOR_SENDER"] == "host")
         topics = Topics(self.admin_factory, configs, c["COLLECTOR_TOPIC_PARTITIONS"], c["COLLECTOR_TOPIC_REPLICATION"])
         self.probe = health.Probe(self.admin_factory, configs, self.ready_s)
-        self.sender = Sender(c, self.log, topics, self.producer_factory, configs, lambda: self.probe.outages)
+        self.sender = Sender(c, self.log, topics, self.producer_factory, configs, lambda: self.probe.outages,
+                             lambda: self.probe.heard)
         self.supervisor = health.Supervisor(self.ready_s)
         self.supervisor.start("sender", self.sender.run)
         self.supervisor.start("probe", lambda: self.probe.run(self.supervisor.stopping))

@@ -17,7 +17,8 @@ from typing import Any
 from . import deadletter
 from .config import ConfigError, from_env
 from .kafka_client import new_admin, new_producer, producer_configs
-from .log import Log, Record
+from .log import Log
+from .segment import Record
 from .sender import Sender
 from .topics import Topics
 

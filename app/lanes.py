@@ -149,10 +149,11 @@ class Lanes:
         self.held -= 1
         self.held_bytes -= len(entry.record.value)
 
-    def watch(self, now: float, blocked: bool) -> None:
+    def watch(self, now: float, blocked: bool, answered: float) -> None:
         """Check the topic of a lane whose records wait too long (it may have vanished), and
         dead-letter a topic that keeps failing while Kafka takes the others, or that fills the
-        memory the others need. Drop the lanes with nothing to do: every pass goes over them."""
+        memory the others need while Kafka itself answers (``answered``: the probe's last answer).
+        Drop the lanes with nothing to do: every pass goes over them."""
         idle = [t for t, lane in self.by_topic.items() if not lane.waiting and not lane.in_flight
                 and not lane.failing_since]
         for topic in idle:
@@ -167,9 +168,11 @@ class Lanes:
             others_fine = self.heard > lane.failing_since  # Kafka took something in a later pass
             if lane.failing_since and lane.waiting and others_fine and now - lane.failing_since > self.dead_after_s:
                 self._dead(lane, f"{lane.error}; failing for {now - lane.failing_since:.0f} s")
-        if blocked and self.by_topic and self.heard > now - self.stall_s:
+        if blocked and self.by_topic and answered > now - self.stall_s:
             lane = max(self.by_topic.values(), key=lambda lane: len(lane.waiting))
-            if lane.failing_since and len(lane.waiting) * 2 > self.held:
+            # Failing for longer than a delivery may take, not merely slow to start (its metadata
+            # late under load): a bench run dead-lettered a healthy topic before this.
+            if lane.failing_since and now - lane.failing_since > self.stall_s and len(lane.waiting) * 2 > self.held:
                 self._dead(lane, f"{lane.error}; held back while the collector's memory bound "
                                  f"({self.max_held} events) was full")
 

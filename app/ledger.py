@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from collections import deque
 
-from .log import Record, Segment
+from .segment import Record, Segment
 
 
 class Entry:

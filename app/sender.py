@@ -17,7 +17,8 @@ from typing import Any
 from . import metrics
 from .lanes import Lanes
 from .ledger import Cursor, Entry
-from .log import Log, records_in
+from .log import Log
+from .segment import records_in
 from .topics import Topics
 
 log = logging.getLogger(__name__)
@@ -27,12 +28,14 @@ class Sender:
     """Everything between the log and Kafka, for one process."""
 
     def __init__(self, config: Mapping[str, Any], wal: Log, topics: Topics, producer_factory: Callable[..., Any],
-                 configs: dict[str, Any], outages: Callable[[], int] = lambda: 0) -> None:
+                 configs: dict[str, Any], outages: Callable[[], int] = lambda: 0,
+                 answered: Callable[[], float] = lambda: 0.0) -> None:
         self.log = wal
         self.lanes = Lanes(config, wal.dir, topics)
         self.producer_factory = producer_factory
         self.configs = configs
         self.outages = outages  # how many times Kafka went away (the probe's count)
+        self.answered = answered  # when Kafka last answered the probe
         self.interval_s: float = config["COLLECTOR_SEND_INTERVAL_MS"] / 1000
         self.adopt_s: float = config["COLLECTOR_SPOOL_REPLAY_MS"] / 1000
         self.fsync_s: float = config["COLLECTOR_SPOOL_FSYNC_MS"] / 1000
@@ -108,7 +111,7 @@ class Sender:
         self.cursors += [Cursor(s) for s in self.log.owned() if id(s) not in followed]
         self._read()
         self.lanes.send(now)
-        self.lanes.watch(now, self.blocked)
+        self.lanes.watch(now, self.blocked, self.answered())
         self._advance()
         self.log.let_go_if_idle()
         if self.fsync_s and now >= self._sync_at:
@@ -147,6 +150,9 @@ class Sender:
     def _read(self) -> None:
         self.blocked = False
         for cursor in self.cursors:
+            if cursor.position < cursor.segment.size and self.lanes.full:
+                self.blocked = True  # the rest waits on disk
+                return
             for offset, record, after in records_in(cursor.segment, cursor.position):
                 if record is None:
                     self._damaged(cursor, offset)

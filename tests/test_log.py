@@ -7,14 +7,16 @@ import os
 import pytest
 
 from app import log as wal
-from app.log import Log, LogFull, Record, decode, encode, records_in
+from app import segment
+from app.log import Log, LogFull
+from app.segment import Record, decode, encode, records_in
 
 
 def rec(i: int, topic: str = "events.1") -> Record:
     return Record(topic, f"key\n{i}".encode(), b'{"n": %d}' % i, 1_700_000_000.5 + i)
 
 
-def read_all(segment: wal.Segment, offset: int = 0) -> list[Record | None]:
+def read_all(segment: segment.Segment, offset: int = 0) -> list[Record | None]:
     return [r for _, r, _ in records_in(segment, offset)]
 
 

@@ -10,7 +10,8 @@ from kafka.errors import IllegalStateError, InvalidRecordError, KafkaTimeoutErro
 
 from app import deadletter
 from app.delivery import delivery
-from app.log import Log, Record
+from app.log import Log
+from app.segment import Record, records_in
 
 from .conftest import FakeKafkaAdmin, records, settled, wait_until
 
@@ -48,7 +49,7 @@ def test_every_204_is_on_disk_before_the_answer(make_app, tmp_path):
         assert post(client, n).status_code == 204
     on_disk = Log(str(tmp_path / "other"), 1 << 30, 1 << 20)
     [segment] = pipeline.log.owned()
-    from app.log import records_in
+
     assert [json.loads(r.value)["properties"]["n"] for _, r, _ in records_in(segment, 0)] == list(range(5))
     on_disk.adopt()
     assert on_disk.owned() == []  # and the worker holds it
@@ -232,3 +233,17 @@ def test_with_one_sender_per_host_one_worker_sends_for_all_and_another_takes_ove
         assert post(client, n, instance="i").status_code == 204
     wait_until(lambda: other.sender.producer is not None and numbers(other.sender.producer)[-5:] == list(range(10, 15)),
                what="the other worker sending")
+
+
+def test_a_failing_topic_that_fills_the_memory_bound_is_dead_lettered_and_the_others_go_on(make_app, tmp_path):
+    client, pipeline = started(make_app(COLLECTOR_MAX_PENDING=20, COLLECTOR_KAFKA_DELIVERY_TIMEOUT_MS=3000))
+    fake = pipeline.sender.producer
+    fake.refuse["events.7"] = KafkaTimeoutError("no leader")  # retriable, and it goes on
+    for n in range(30):
+        assert post(client, n, aid="7").status_code == 204
+    for n in range(100, 110):
+        assert post(client, n, aid="1").status_code == 204  # behind the bound, in the log
+    letters = tmp_path / "spool" / "dead-letter" / "events.7.jsonl"
+    wait_until(letters.exists, what="the failing topic's events dead-lettered")
+    assert "held back while the collector's memory bound (20 events) was full" in letters.read_text()
+    wait_until(lambda: numbers(fake) == list(range(100, 110)), what="the other account's events delivered")
