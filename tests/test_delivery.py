@@ -10,6 +10,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import threading
 
 import pytest
@@ -17,7 +18,7 @@ import pytest
 from dev.broker import Broker
 from dev.events import read_records
 
-from .conftest import Collector, wait_until
+from .conftest import ROOT, Collector, wait_until
 from .test_integration import account_id, new_account
 
 pytestmark = pytest.mark.integration
@@ -172,3 +173,27 @@ def test_a_full_disk_answers_503_and_every_204_arrives_once_there_is_room(tmp_pa
         collector.stop()
         broker.stop()
     no_loss_logged(collector)
+
+
+def test_the_drain_command_delivers_the_log_of_a_stopped_collector(tmp_path):
+    """A host being retired: its collector stopped with events still in the log, the command sends them."""
+    broker = Broker().start()
+    spool = tmp_path / "spool"
+    collector = Collector(broker.servers, tmp_path, env={**FAST, "COLLECTOR_SHUTDOWN_FLUSH_MS": "500"}).start()
+    try:
+        aid = new_account(broker)
+        broker.pause()  # nothing is acknowledged: it all stays in the log
+        results = collector.post_many(aid, (f"retire-{i}" for i in range(60)))
+        assert accepted(results) == set(results)
+        assert collector.stop(signal.SIGTERM) == 0
+        assert list(spool.glob("*.log"))
+        broker.resume()
+        drain = subprocess.run([sys.executable, "-m", "app.drain", "--timeout", "30"], cwd=ROOT, env=collector.env,
+                               capture_output=True, text=True, timeout=90)
+        assert drain.returncode == 0, drain.stdout + drain.stderr
+        assert "0 segments left" in drain.stdout, drain.stdout
+        assert accepted(results) <= keys_found(broker, f"events.{aid}", accepted(results))
+        assert not list(spool.glob("*.log")), "the drained log is empty"
+    finally:
+        broker.resume()
+        broker.stop()
