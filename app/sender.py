@@ -41,7 +41,8 @@ class Sender:
         self.fsync_s: float = config["COLLECTOR_SPOOL_FSYNC_MS"] / 1000
         self.host = config["COLLECTOR_SENDER"] == "host"
         self.backlog = 0  # bytes of the segments followed not yet acknowledged, as of the last pass
-        self.beat = 0.0  # monotonic time of the last pass (read by readiness)
+        self.beat = 0.0  # monotonic time of the last pass's start (read by readiness)
+        self.passes = 0  # passes completed (read by tests and the cost bench: one that began after X)
         self.stop = threading.Event()  # set by ``Pipeline.close`` after it sets ``deadline``
         self.deadline = 0.0
         self.cursors: list[Cursor] = []
@@ -123,6 +124,7 @@ class Sender:
         oldest = min((c.unsettled[0].record.accepted_at for c in self.cursors if c.unsettled), default=0.0)
         metrics.OLDEST_SECONDS.set(time.time() - oldest if oldest else 0.0)
         metrics.flush()
+        self.passes += 1
         if self.outages() != self._outages:
             # The broker that comes back may be a new one, without the topics: a producer that
             # still knew them was seen to have records acknowledged there and never stored.

@@ -76,8 +76,8 @@ def main() -> None:
         for env in requests:
             for _ in app(env, start_response):
                 pass
-        began = time.monotonic()  # until a pass of the sender after the last request finds all acknowledged
-        while pipeline is not None and (pipeline.sender.beat < began or pipeline.sender.backlog):
+        done = pipeline.sender.passes + 1 if pipeline is not None else 0  # a pass begun after the last request
+        while pipeline is not None and (pipeline.sender.passes <= done or pipeline.sender.backlog):
             time.sleep(0.001)
         usage = resource.getrusage(resource.RUSAGE_SELF)
         print(f"{target}: {1e6 * (usage.ru_utime + usage.ru_stime - before) / count:.0f} µs CPU per request")
