@@ -98,7 +98,8 @@ class Sender:
                 self._sync_at = now + self.fsync_s
                 self.log.sync()
             self.log.let_go_if_idle()
-            if self.stop.wait(0.5):  # the elected one's death frees the lock: taken over within a second
+            metrics.flush()  # this worker's own counts of requests and accepted events
+            if self.stop.wait(self.interval_s):  # the elected one's death frees the lock: taken over at once
                 return False
 
     def step(self) -> None:

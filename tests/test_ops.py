@@ -98,11 +98,13 @@ def test_metrics_add_up_across_workers(collector, broker):
         assert collector.post_event({**EVENT, "instance_id": str(i)}, aid=aid)[0] == 204
     assert len(read_records(broker.servers, f"events.{aid}", count=40)) == 40
 
-    def delivered_40() -> bool:
+    def counted_40() -> bool:  # each worker adds its counts every send interval
         _, _, body = collector.request("GET", "/metrics")
-        return metric(body.decode(), 'collector_events_total{outcome="delivered"}') == 40
+        text = body.decode()
+        return (metric(text, 'collector_events_total{outcome="delivered"}') == 40
+                and metric(text, 'collector_events_total{outcome="accepted"}') == 40)
 
-    wait_until(delivered_40, what="40 deliveries counted over both workers")
+    wait_until(counted_40, what="40 events accepted and delivered, counted over both workers")
     _, _, body = collector.request("GET", "/metrics")
     text = body.decode()
     assert metric(text, 'collector_events_total{outcome="accepted"}') == 40
