@@ -1,6 +1,8 @@
 """gunicorn settings and the per-process producer lifecycle: ``gunicorn -c gunicorn.conf.py wsgi:app``.
 
-Every value can be overridden on the command line (``--bind`` wins over this file).
+Every value can be overridden on the command line (``--bind`` wins over this file). The
+collector's own settings (``app/config.py``) give bind, workers and the log format, and a bad
+one stops gunicorn here, with the message the app would give.
 """
 import os
 import shutil
@@ -13,8 +15,16 @@ _metrics_dir = None
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     _metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="collector-metrics-")
 
-bind = os.environ.get("COLLECTOR_BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+# Only now: importing the app imports prometheus_client, which picks its mode at import.
+from app.config import ConfigError, Settings  # noqa: E402
+
+try:
+    _settings = Settings.from_env()
+except ConfigError as _exc:
+    sys.exit(f"cannot start: {_exc}")
+
+bind = list(_settings.bind)
+workers = _settings.workers
 worker_class = "sync"
 # A worker silent this long is killed and replaced (a stalled body is cut sooner, by
 # COLLECTOR_BODY_TIMEOUT_MS; sync workers keep no connection alive, so no keepalive here).
@@ -22,19 +32,14 @@ timeout = 30
 # Events are on disk before their 204, so an exit needs no flush to be safe: a worker gives
 # Kafka COLLECTOR_SHUTDOWN_FLUSH_MS to acknowledge what is in flight, and gunicorn waits that
 # long and 5 s more before it kills the worker.
-try:
-    from app.config import from_env as _from_env
-
-    graceful_timeout = -(-_from_env()["COLLECTOR_SHUTDOWN_FLUSH_MS"] // 1000) + 5  # whole seconds, rounded up
-except Exception:  # noqa: BLE001 - a bad setting is reported by on_starting, with its name
-    graceful_timeout = 30
+graceful_timeout = -(-_settings.shutdown_flush_ms // 1000) + 5  # whole seconds, rounded up
 accesslog = "-"
 # Several collectors may run on one host (tests, the benchmark); none needs gunicornc.
 control_socket_disable = True
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
 # The collector's own log lines and gunicorn's, in one format on stderr (COLLECTOR_LOG_FORMAT=json
 # for one JSON object a line); the access log never holds a request body.
-_json = os.environ.get("COLLECTOR_LOG_FORMAT", "text").strip().lower() == "json"
+_json = _settings.log_format == "json"
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -59,18 +64,16 @@ logconfig_dict = {
 
 
 def on_starting(server):
-    """Check the settings and the registry once, in the master: a bad one stops the service here."""
-    from app.config import ConfigError, from_env
+    """Check the registry once, in the master: a bad one stops the service here."""
     from app.registry import Registry, RegistryError
 
     try:
-        config = from_env()
-        if config["COLLECTOR_REGISTRY"]:
-            Registry(config["COLLECTOR_REGISTRY"])
-    except (ConfigError, RegistryError) as exc:
+        if _settings.registry:
+            Registry(_settings.registry)
+    except RegistryError as exc:
         server.log.error("cannot start: %s", exc)
         sys.exit(1)
-    if not config["COLLECTOR_REGISTRY"]:
+    if not _settings.registry:
         server.log.warning("COLLECTOR_REGISTRY is not set: every well-formed account and tracker id is "
                            "accepted and gets a topic (fine for development, not for production)")
 

@@ -1,40 +1,20 @@
 """The collector: an HTTP event-tracking service that queues events on Kafka."""
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Flask
-from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import collect, errors, openapi, ops
-from .config import from_env
-from .cors import register_cors
-from .delivery import delivery
-from .registry import REGISTRY, Registry
-from .schemas import Limits
+from . import collect, config, cors, delivery, errors, openapi, ops, proxy, registry
+from .config import Settings
+from .kafka_client import KAFKA, Clients
 
 
-def create_app(config: dict[str, Any] | None = None) -> Flask:
-    """Build the app: settings from the environment, then ``config`` over them."""
+def create_app(settings: Settings | None = None, clients: Clients = KAFKA) -> Flask:
+    """Build the app on ``settings`` (default: read from the environment), its Kafka clients
+    made by ``clients``. Every part reads what it needs when it needs it: their order is free."""
     app = Flask(__name__, static_folder=None)
     app.url_map.merge_slashes = False  # "/collect//1/1/event" is a 404, not a redirect to another path
-    app.config.update(from_env())
-    app.config.update(config or {})
-    app.config["COLLECTOR_LIMITS"] = Limits(
-        app.config["COLLECTOR_MAX_DEPTH"], app.config["COLLECTOR_MAX_FIELDS"],
-        app.config["COLLECTOR_MAX_STRING"], app.config["COLLECTOR_MAX_KEY"],
-    )
-    errors.register_errors(app)
-    if app.config["COLLECTOR_REGISTRY"]:
-        app.extensions[REGISTRY] = Registry(app.config["COLLECTOR_REGISTRY"])
-    register_cors(app)
-    delivery.init_app(app)
-    collect.init_app(app)
-    ops.register_ops(app)
-    app.register_blueprint(openapi.bp)
-    if hops := app.config["COLLECTOR_PROXY_HOPS"]:
-        # Trust X-Forwarded-For for exactly this many proxies (nginx: 1): the address the
-        # nearest trusted proxy saw becomes request.remote_addr, and context.ip.
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops)  # type: ignore[method-assign]
+    config.init_app(app, settings or Settings.from_env())
+    for part in (errors, registry, cors, collect, ops, openapi, proxy):
+        part.init_app(app)
+    delivery.init_app(app, clients)
     return app
-

@@ -1,31 +1,41 @@
-"""Every setting of the collector, its type and default, read from the environment once."""
+"""Every setting of the collector, declared once: its variable, type, default, bounds and meaning.
+
+The app and ``gunicorn.conf.py`` read them through ``Settings.from_env()``; a bad value stops
+either with a ``ConfigError`` that names the variable. The README's configuration table lists
+the same variables and defaults (a test checks it).
+"""
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
+
+from flask import Flask, current_app
+
+Parse = Callable[[str, str], Any]  # (variable, raw value) -> value; raises ConfigError
 
 
 class ConfigError(ValueError):
     """A setting has a value the service cannot run with; the message names the variable."""
 
 
-def _text(name: str, default: str) -> Callable[[Mapping[str, str]], str]:
-    def read(env: Mapping[str, str]) -> str:
-        value = env.get(name, default).strip()
-        if not value:
-            raise ConfigError(f"{name} must not be empty")
-        return value
-
-    return read
+def text(name: str, raw: str) -> str:
+    """Any text but blank."""
+    if not raw.strip():
+        raise ConfigError(f"{name} must not be empty")
+    return raw.strip()
 
 
-def _int(name: str, default: int, low: int, high: int) -> Callable[[Mapping[str, str]], int]:
-    def read(env: Mapping[str, str]) -> int:
-        raw = env.get(name)
-        if raw is None:
-            return default
+def optional(name: str, raw: str) -> str | None:
+    """Any text; blank is None (unset)."""
+    return raw.strip() or None
+
+
+def whole(low: int, high: int) -> Parse:
+    """A whole number from ``low`` to ``high``."""
+    def parse(name: str, raw: str) -> int:
         try:
             value = int(raw.strip())
         except ValueError:
@@ -34,27 +44,42 @@ def _int(name: str, default: int, low: int, high: int) -> Callable[[Mapping[str,
             raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
         return value
 
-    return read
+    return parse
 
 
-def _choice(name: str, default: str, choices: tuple[str, ...]) -> Callable[[Mapping[str, str]], str]:
-    def read(env: Mapping[str, str]) -> str:
-        value = env.get(name, default).strip().lower()
+def one_of(*choices: str) -> Parse:
+    """One of ``choices``, in any case."""
+    def parse(name: str, raw: str) -> str:
+        value = raw.strip().lower()
         if value not in choices:
             raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
         return value
 
-    return read
+    return parse
 
 
-def _topic_template(env: Mapping[str, str]) -> str:
-    name = "COLLECTOR_TOPIC_TEMPLATE"
-    value = _text(name, "events.{aid}")(env)
+def flag(name: str, raw: str) -> bool:
+    """``true`` or ``false`` (also 1/0, yes/no, on/off)."""
+    value = raw.strip().lower()
+    if value not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+        raise ConfigError(f"{name} must be true or false, got {raw!r}")
+    return value in ("true", "1", "yes", "on")
+
+
+def topic_size(name: str, raw: str) -> int:
+    """``-1`` (the broker's default) or a positive number."""
+    value: int = whole(-1, 10_000)(name, raw)
+    if value == 0:
+        raise ConfigError(f"{name} must be -1 (the broker's default) or a positive number, got 0")
+    return value
+
+
+def topic_template(name: str, raw: str) -> str:
+    """Contains ``{aid}`` once, and gives a legal Kafka topic name for the longest id (a UUID)."""
+    value = text(name, raw)
     if value.count("{aid}") != 1:
         raise ConfigError(f"{name} must contain {{aid}} exactly once, got {value!r}")
-    # The longest id (a UUID) must still make a legal Kafka topic name.
-    example = value.replace("{aid}", "0" * 36)
-    if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", example):
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", value.replace("{aid}", "0" * 36)):
         raise ConfigError(
             f"{name} must give a legal Kafka topic name (letters, digits, '.', '_', '-',"
             f" at most 249 characters with a 36-character id), got {value!r}"
@@ -62,9 +87,9 @@ def _topic_template(env: Mapping[str, str]) -> str:
     return value
 
 
-def _servers(env: Mapping[str, str]) -> list[str]:
-    name = "KAFKA_BOOTSTRAP_SERVERS"
-    servers = [s.strip() for s in _text(name, "127.0.0.1:9092")(env).split(",") if s.strip()]
+def addresses(name: str, raw: str) -> tuple[str, ...]:
+    """A comma-separated ``host:port`` list."""
+    servers = tuple(s.strip() for s in text(name, raw).split(",") if s.strip())
     for server in servers:
         host, _, port = server.rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -72,86 +97,138 @@ def _servers(env: Mapping[str, str]) -> list[str]:
     return servers
 
 
-def _origins(env: Mapping[str, str]) -> list[str] | str:
-    name = "COLLECTOR_CORS_ORIGINS"
-    value = _text(name, "*")(env)
+def listen(name: str, raw: str) -> tuple[str, ...]:
+    """gunicorn's ``bind``: a comma-separated list of ``host:port`` or ``unix:PATH``."""
+    places = tuple(p.strip() for p in text(name, raw).split(",") if p.strip())
+    for place in places:
+        if not place.startswith("unix:"):
+            addresses(name, place)
+        elif place == "unix:":
+            raise ConfigError(f"{name} must name a socket's path after unix:, got {raw!r}")
+    return places
+
+
+def origins(name: str, raw: str) -> str | tuple[str, ...]:
+    """``*`` or a comma-separated list of origins."""
+    value = text(name, raw)
     if value == "*":
         return value
-    origins = [o.strip().rstrip("/") for o in value.split(",") if o.strip()]
-    for origin in origins:
+    listed = tuple(o.strip().rstrip("/") for o in value.split(",") if o.strip())
+    for origin in listed:
         if not re.fullmatch(r"https?://[^/\s]+", origin):
             raise ConfigError(f"{name} must be * or a comma-separated list of origins such as "
                               f"https://www.example.com, got {origin!r}")
-    return origins
+    return listed
 
 
-def _registry(env: Mapping[str, str]) -> str | None:
-    return env.get("COLLECTOR_REGISTRY", "").strip() or None
+def setting(variable: str, default: str, parse: Parse, meaning: str) -> Any:
+    """Declare a setting: its environment variable, its default as the environment would hold
+    it, how it is read, and one line of meaning (the README's table says more)."""
+    return dataclasses.field(metadata={"variable": variable, "default": default, "parse": parse, "meaning": meaning})
 
 
-def _topic_size(name: str) -> Callable[[Mapping[str, str]], int]:
-    read_int = _int(name, -1, -1, 10_000)
-
-    def read(env: Mapping[str, str]) -> int:
-        value = read_int(env)
-        if value == 0:
-            raise ConfigError(f"{name} must be -1 (the broker's default) or a positive number, got 0")
-        return value
-
-    return read
+MiB = 1024**2
 
 
-#: Flask config key -> reader of the environment. The README's configuration table mirrors it.
-SETTINGS: dict[str, Callable[[Mapping[str, str]], Any]] = {
-    "KAFKA_BOOTSTRAP_SERVERS": _servers,
-    "COLLECTOR_TOPIC_TEMPLATE": _topic_template,
-    "COLLECTOR_TOPIC_PARTITIONS": _topic_size("COLLECTOR_TOPIC_PARTITIONS"),
-    "COLLECTOR_TOPIC_REPLICATION": _topic_size("COLLECTOR_TOPIC_REPLICATION"),
-    "COLLECTOR_REGISTRY": _registry,
-    "COLLECTOR_MAX_DEPTH": _int("COLLECTOR_MAX_DEPTH", 10, 2, 100),
-    "COLLECTOR_MAX_FIELDS": _int("COLLECTOR_MAX_FIELDS", 100, 10, 100_000),
-    "COLLECTOR_MAX_STRING": _int("COLLECTOR_MAX_STRING", 8192, 64, 1_000_000),
-    "COLLECTOR_MAX_KEY": _int("COLLECTOR_MAX_KEY", 128, 8, 10_000),
-    "COLLECTOR_MAX_BATCH": _int("COLLECTOR_MAX_BATCH", 100, 1, 10_000),
-    "COLLECTOR_MAX_BODY_BYTES": _int("COLLECTOR_MAX_BODY_BYTES", 64 * 1024, 1024, 900 * 1024),
-    "COLLECTOR_PROXY_HOPS": _int("COLLECTOR_PROXY_HOPS", 0, 0, 5),
-    "COLLECTOR_READY_MAX_AGE_MS": _int("COLLECTOR_READY_MAX_AGE_MS", 10_000, 1000, 600_000),
-    "COLLECTOR_LOG_FORMAT": _choice("COLLECTOR_LOG_FORMAT", "text", ("text", "json")),
-    "COLLECTOR_BODY_TIMEOUT_MS": _int("COLLECTOR_BODY_TIMEOUT_MS", 10_000, 100, 600_000),
-    "COLLECTOR_CORS_ORIGINS": _origins,
-    "COLLECTOR_CORS_MAX_AGE": _int("COLLECTOR_CORS_MAX_AGE", 7200, 0, 86_400),
-    "COLLECTOR_MAX_PENDING": _int("COLLECTOR_MAX_PENDING", 10_000, 1, 10_000_000),
-    "COLLECTOR_MAX_PENDING_BYTES": _int(
-        "COLLECTOR_MAX_PENDING_BYTES", 32 * 1024 * 1024, 64 * 1024, 8 * 1024**3
-    ),
-    "COLLECTOR_KAFKA_ACKS": _choice("COLLECTOR_KAFKA_ACKS", "all", ("all", "1")),
-    # Events wait in memory up to the send interval plus the linger before they are sent: the
-    # sender thread hands them over in bursts, so kafka-python need not linger long itself.
-    "COLLECTOR_SEND_INTERVAL_MS": _int("COLLECTOR_SEND_INTERVAL_MS", 50, 1, 1000),
-    "COLLECTOR_KAFKA_LINGER_MS": _int("COLLECTOR_KAFKA_LINGER_MS", 5, 0, 1000),
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The collector's settings, read once; the README's configuration table mirrors them."""
+
+    kafka_bootstrap_servers: tuple[str, ...] = setting(
+        "KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092", addresses, "Kafka's bootstrap servers")
+    topic_template: str = setting("COLLECTOR_TOPIC_TEMPLATE", "events.{aid}", topic_template, "an account's topic")
+    topic_partitions: int = setting(
+        "COLLECTOR_TOPIC_PARTITIONS", "-1", topic_size, "partitions of a topic the collector creates")
+    topic_replication: int = setting(
+        "COLLECTOR_TOPIC_REPLICATION", "-1", topic_size, "replication factor of a topic the collector creates")
+    registry: str | None = setting(
+        "COLLECTOR_REGISTRY", "", optional, "the registry file of accounts, trackers and vendors")
+    max_depth: int = setting("COLLECTOR_MAX_DEPTH", "10", whole(2, 100), "deepest nesting in an event")
+    max_fields: int = setting(
+        "COLLECTOR_MAX_FIELDS", "100", whole(10, 100_000), "keys of an object, items of an array in an event")
+    max_string: int = setting("COLLECTOR_MAX_STRING", "8192", whole(64, 1_000_000), "characters in a string")
+    max_key: int = setting("COLLECTOR_MAX_KEY", "128", whole(8, 10_000), "characters in a key")
+    max_batch: int = setting("COLLECTOR_MAX_BATCH", "100", whole(1, 10_000), "events in one batch")
+    # At most 900 KiB: a record stays under the producer's 1 MB request limit.
+    max_body_bytes: int = setting(
+        "COLLECTOR_MAX_BODY_BYTES", "65536", whole(1024, 900 * 1024), "largest request body (413 above)")
+    body_timeout_ms: int = setting(
+        "COLLECTOR_BODY_TIMEOUT_MS", "10000", whole(100, 600_000), "a body that stops arriving gets a 408 after this")
+    cors_origins: str | tuple[str, ...] = setting(
+        "COLLECTOR_CORS_ORIGINS", "*", origins, "the origins whose pages may send events")
+    cors_max_age: int = setting(
+        "COLLECTOR_CORS_MAX_AGE", "7200", whole(0, 86_400), "seconds a browser may cache a preflight's answer")
+    proxy_hops: int = setting(
+        "COLLECTOR_PROXY_HOPS", "0", whole(0, 5), "proxies in front trusted for X-Forwarded-For")
+    ready_max_age_ms: int = setting(
+        "COLLECTOR_READY_MAX_AGE_MS", "10000", whole(1000, 600_000), "/readyz is 503 when Kafka is silent this long")
+    max_pending: int = setting(
+        "COLLECTOR_MAX_PENDING", "10000", whole(1, 10_000_000), "events the sender holds in memory ahead of Kafka")
+    max_pending_bytes: int = setting(
+        "COLLECTOR_MAX_PENDING_BYTES", str(32 * MiB), whole(64 * 1024, 8 * 1024**3), "the same, in bytes")
+    kafka_acks: str = setting("COLLECTOR_KAFKA_ACKS", "all", one_of("all", "1"), "Kafka's acks")
+    # Events wait in the log up to the send interval plus the linger before they are sent: the
+    # sender hands them over in bursts, so kafka-python need not linger long itself.
+    send_interval_ms: int = setting(
+        "COLLECTOR_SEND_INTERVAL_MS", "50", whole(1, 1000), "how often the sender reads the log and hands it to Kafka")
+    kafka_linger_ms: int = setting(
+        "COLLECTOR_KAFKA_LINGER_MS", "5", whole(0, 1000), "how long the producer gathers a batch")
     # Under the producer's 1 MB request limit; grown as records come, not allocated ahead.
-    "COLLECTOR_KAFKA_BATCH_BYTES": _int("COLLECTOR_KAFKA_BATCH_BYTES", 256 * 1024, 1024, 1_000_000),
-    "COLLECTOR_KAFKA_COMPRESSION": _choice(
-        "COLLECTOR_KAFKA_COMPRESSION", "none", ("none", "gzip", "snappy", "lz4", "zstd")
-    ),
-    "COLLECTOR_KAFKA_MAX_BLOCK_MS": _int("COLLECTOR_KAFKA_MAX_BLOCK_MS", 1000, 10, 60_000),
-    "COLLECTOR_KAFKA_DELIVERY_TIMEOUT_MS": _int(
-        "COLLECTOR_KAFKA_DELIVERY_TIMEOUT_MS", 30_000, 3000, 600_000
-    ),
+    kafka_batch_bytes: int = setting(
+        "COLLECTOR_KAFKA_BATCH_BYTES", "262144", whole(1024, 1_000_000), "the most one partition's batch holds")
+    kafka_compression: str = setting(
+        "COLLECTOR_KAFKA_COMPRESSION", "none", one_of("none", "gzip", "snappy", "lz4", "zstd"), "the batches' codec")
+    kafka_max_block_ms: int = setting(
+        "COLLECTOR_KAFKA_MAX_BLOCK_MS", "1000", whole(10, 60_000), "how long a topic's metadata may take")
+    kafka_delivery_timeout_ms: int = setting(
+        "COLLECTOR_KAFKA_DELIVERY_TIMEOUT_MS", "30000", whole(3000, 600_000),
+        "how long an acknowledgement may take before the topic counts as failing")
+    dead_letter_after_ms: int = setting(
+        "COLLECTOR_DEAD_LETTER_AFTER_MS", "300000", whole(1000, 7 * 86_400_000),
+        "a topic failing this long while others are delivered goes to the dead letters")
     # gunicorn's graceful_timeout is this plus 5 s (gunicorn.conf.py), so no flush is cut short.
-    "COLLECTOR_SHUTDOWN_FLUSH_MS": _int("COLLECTOR_SHUTDOWN_FLUSH_MS", 5000, 0, 60_000),
-    "COLLECTOR_SPOOL_DIR": _text("COLLECTOR_SPOOL_DIR", "spool"),
-    "COLLECTOR_SPOOL_MAX_BYTES": _int("COLLECTOR_SPOOL_MAX_BYTES", 1024**3, 1024**2, 2**50),
-    "COLLECTOR_SPOOL_SEGMENT_BYTES": _int("COLLECTOR_SPOOL_SEGMENT_BYTES", 16 * 1024**2, 1024**2, 1024**3),
-    "COLLECTOR_SPOOL_FSYNC_MS": _int("COLLECTOR_SPOOL_FSYNC_MS", 1000, 0, 60_000),
-    "COLLECTOR_SPOOL_REPLAY_MS": _int("COLLECTOR_SPOOL_REPLAY_MS", 1000, 50, 600_000),
+    shutdown_flush_ms: int = setting(
+        "COLLECTOR_SHUTDOWN_FLUSH_MS", "5000", whole(0, 60_000), "how long an exiting worker goes on delivering")
+    spool_dir: str = setting("COLLECTOR_SPOOL_DIR", "spool", text, "the write-ahead log's directory")
+    spool_max_bytes: int = setting(
+        "COLLECTOR_SPOOL_MAX_BYTES", str(1024 * MiB), whole(MiB, 2**50), "the most the log may hold (503 above)")
+    spool_segment_bytes: int = setting(
+        "COLLECTOR_SPOOL_SEGMENT_BYTES", str(16 * MiB), whole(MiB, 1024 * MiB), "size at which a segment rolls")
+    spool_fsync_ms: int = setting(
+        "COLLECTOR_SPOOL_FSYNC_MS", "1000", whole(0, 60_000), "how often the log is synced; 0: before every answer")
+    spool_replay_ms: int = setting(
+        "COLLECTOR_SPOOL_REPLAY_MS", "1000", whole(50, 600_000), "how often a worker adopts the segments of gone ones")
     # One sender per host was faster than one per worker in every setup measured (docs/benchmarks.md).
-    "COLLECTOR_SENDER": _choice("COLLECTOR_SENDER", "host", ("host", "worker")),
-    "COLLECTOR_DEAD_LETTER_AFTER_MS": _int("COLLECTOR_DEAD_LETTER_AFTER_MS", 300_000, 1000, 7 * 86_400_000),
-}
+    sender: str = setting("COLLECTOR_SENDER", "host", one_of("host", "worker"), "one sender per host or per worker")
+    log_format: str = setting("COLLECTOR_LOG_FORMAT", "text", one_of("text", "json"), "the log lines' format")
+    bind: tuple[str, ...] = setting("COLLECTOR_BIND", "127.0.0.1:8000", listen, "gunicorn's listen address")
+    workers: int = setting("WEB_CONCURRENCY", "2", whole(1, 64), "gunicorn's worker processes")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read every setting from ``env`` (default: the process environment); raises ``ConfigError``."""
+        env = os.environ if env is None else env
+        values = {}
+        for field in dataclasses.fields(cls):
+            meta = field.metadata
+            values[field.name] = meta["parse"](meta["variable"], env.get(meta["variable"], meta["default"]))
+        return cls(**values)
 
 
-def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Read every setting from ``env`` (default: the process environment), failing on a bad value."""
-    env = os.environ if env is None else env
-    return {key: read(env) for key, read in SETTINGS.items()}
+def declarations() -> list[tuple[str, str, str]]:
+    """Every setting's variable, default and meaning, in declaration order."""
+    return [(f.metadata["variable"], f.metadata["default"], f.metadata["meaning"])
+            for f in dataclasses.fields(Settings)]
+
+
+EXTENSION = "collector.settings"
+
+
+def init_app(app: Flask, settings: Settings) -> None:
+    """Give ``app`` its settings."""
+    app.extensions[EXTENSION] = settings
+
+
+def get_settings(app: Flask | None = None) -> Settings:
+    """The settings of ``app`` (default: the current app)."""
+    return (app or current_app).extensions[EXTENSION]  # type: ignore[no-any-return]

@@ -8,13 +8,21 @@ from __future__ import annotations
 
 from flask import Flask, Response, request
 
+from .config import get_settings
+
 PREFIX = "/collect/"
 
 
-def register_cors(app: Flask) -> None:
+def refused(origin: str | None, origins: str | tuple[str, ...]) -> bool:
+    """Whether a request from ``origin`` (None: not from a browser) is refused by ``origins``."""
+    return origin is not None and origins != "*" and origin not in origins
+
+
+def init_app(app: Flask) -> None:
     """Add the CORS headers to every answer on the collect routes, errors included."""
-    origins = app.config["COLLECTOR_CORS_ORIGINS"]  # "*" or a list of origins
-    max_age = str(app.config["COLLECTOR_CORS_MAX_AGE"])
+    settings = get_settings(app)
+    origins = settings.cors_origins  # "*" or a tuple of origins
+    max_age = str(settings.cors_max_age)
 
     def add_cors_headers(response: Response) -> Response:
         origin = request.environ.get("HTTP_ORIGIN")
@@ -22,7 +30,7 @@ def register_cors(app: Flask) -> None:
             return response
         if origins != "*":
             response.vary.add("Origin")
-            if origin not in origins:
+            if refused(origin, origins):
                 return response  # no permission: the page cannot read the answer
         headers = response.headers
         headers["Access-Control-Allow-Origin"] = "*" if origins == "*" else origin

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -17,8 +18,10 @@ from typing import Any
 
 import orjson
 
+from . import metrics
 from .segment import Record
 
+log = logging.getLogger(__name__)
 DIRECTORY = "dead-letter"
 
 
@@ -64,6 +67,20 @@ def write(spool: str | Path, records: list[Record], reason: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     with _locked(folder / f"{records[0].topic}.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND) as fd:
         os.write(fd, b"".join(line(r, reason) for r in records))
+
+
+def bury(spool: str | Path, records: list[Record], reason: str) -> bool:
+    """Dead-letter ``records`` of one topic, logging each event once and counting them; False
+    (and logged) when they could not be written: then they must wait where they are."""
+    try:
+        write(spool, records, reason)
+    except OSError as exc:
+        log.error("dead letters not written (%r): %d events wait in memory", exc, len(records))
+        return False
+    for record in records:
+        log.error("event %s dead-lettered (topic %s): %s", event_id(record), record.topic, reason)
+    metrics.DEAD_LETTER.inc(len(records))
+    return True
 
 
 def count(spool: str | Path) -> int:

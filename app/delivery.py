@@ -8,14 +8,14 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Mapping
 from typing import Any
 
 import orjson
 from flask import Flask, current_app
 
 from . import health, metrics
-from .kafka_client import new_admin, new_producer, producer_configs
+from .config import Settings, get_settings
+from .kafka_client import KAFKA, Clients, producer_configs
 from .log import Log, LogFull
 from .segment import Record
 from .sender import Sender
@@ -32,14 +32,13 @@ class Unavailable(Exception):
 class Pipeline:
     """This process's way from a request to Kafka: the log, the sender, the probe."""
 
-    def __init__(self, config: Mapping[str, Any]) -> None:
-        self.config = config
-        self.template: str = config["COLLECTOR_TOPIC_TEMPLATE"]
-        self.ready_s: float = config["COLLECTOR_READY_MAX_AGE_MS"] / 1000
-        self.fsync_each: bool = config["COLLECTOR_SPOOL_FSYNC_MS"] == 0
-        self.shutdown_s: float = config["COLLECTOR_SHUTDOWN_FLUSH_MS"] / 1000
-        self.producer_factory = config.get("COLLECTOR_KAFKA_FACTORY") or new_producer
-        self.admin_factory = config.get("COLLECTOR_KAFKA_ADMIN_FACTORY") or new_admin
+    def __init__(self, settings: Settings, clients: Clients = KAFKA) -> None:
+        self.settings = settings
+        self.clients = clients
+        self.template = settings.topic_template
+        self.ready_s = settings.ready_max_age_ms / 1000
+        self.fsync_each = settings.spool_fsync_ms == 0
+        self.shutdown_s = settings.shutdown_flush_ms / 1000
         self._pid = 0
         self._closing = False
 
@@ -49,13 +48,12 @@ class Pipeline:
             return
         self._pid = os.getpid()
         self._closing = False
-        c = self.config
-        configs = producer_configs(c)
-        self.log = Log(c["COLLECTOR_SPOOL_DIR"], c["COLLECTOR_SPOOL_MAX_BYTES"], c["COLLECTOR_SPOOL_SEGMENT_BYTES"],
-                       shared=c["COLLECTOR_SENDER"] == "host")
-        topics = Topics(self.admin_factory, configs, c["COLLECTOR_TOPIC_PARTITIONS"], c["COLLECTOR_TOPIC_REPLICATION"])
-        self.probe = health.Probe(self.admin_factory, configs, self.ready_s)
-        self.sender = Sender(c, self.log, topics, self.producer_factory, configs, lambda: self.probe.outages,
+        s = self.settings
+        configs = producer_configs(s)
+        self.log = Log(s.spool_dir, s.spool_max_bytes, s.spool_segment_bytes, shared=s.sender == "host")
+        topics = Topics(self.clients.admin, configs, s.topic_partitions, s.topic_replication)
+        self.probe = health.Probe(self.clients.admin, configs, self.ready_s)
+        self.sender = Sender(s, self.log, topics, self.clients.producer, configs, lambda: self.probe.outages,
                              lambda: self.probe.heard)
         self.supervisor = health.Supervisor(self.ready_s)
         self.supervisor.start("sender", self.sender.run)
@@ -100,17 +98,12 @@ class Pipeline:
         self._pid = 0
 
 
-class Delivery:
-    """Flask extension: ``delivery.init_app(app)``, then ``delivery.pipeline(app).put(events)``."""
-
-    def init_app(self, app: Flask) -> None:
-        """Give ``app`` a pipeline; it starts per process on first use (or gunicorn's post_worker_init)."""
-        app.extensions[EXTENSION] = Pipeline(app.config)
-
-    @staticmethod
-    def pipeline(app: Flask | None = None) -> Pipeline:
-        """The pipeline of ``app`` (default: the current app)."""
-        return (app or current_app).extensions[EXTENSION]  # type: ignore[no-any-return]
+def init_app(app: Flask, clients: Clients = KAFKA) -> None:
+    """Give ``app`` a pipeline, its Kafka clients made by ``clients``; it starts per process on
+    first use (or in gunicorn's post_worker_init)."""
+    app.extensions[EXTENSION] = Pipeline(get_settings(app), clients)
 
 
-delivery = Delivery()
+def get_pipeline(app: Flask | None = None) -> Pipeline:
+    """The pipeline of ``app`` (default: the current app)."""
+    return (app or current_app).extensions[EXTENSION]  # type: ignore[no-any-return]

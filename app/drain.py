@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from . import deadletter
-from .config import ConfigError, from_env
+from .config import ConfigError, Settings
 from .kafka_client import new_admin, new_producer, producer_configs
 from .log import Log
 from .segment import Record
@@ -39,15 +39,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
     try:
-        config = from_env()
+        settings = Settings.from_env()
     except ConfigError as exc:
         print(f"cannot start: {exc}", file=sys.stderr)
         return 2
-    configs = producer_configs(config)
-    spool = config["COLLECTOR_SPOOL_DIR"]
-    wal = Log(spool, config["COLLECTOR_SPOOL_MAX_BYTES"], config["COLLECTOR_SPOOL_SEGMENT_BYTES"])
-    topics = Topics(new_admin, configs, config["COLLECTOR_TOPIC_PARTITIONS"], config["COLLECTOR_TOPIC_REPLICATION"])
-    sender = Sender(config, wal, topics, new_producer, configs)
+    configs = producer_configs(settings)
+    spool = settings.spool_dir
+    wal = Log(spool, settings.spool_max_bytes, settings.spool_segment_bytes)
+    topics = Topics(new_admin, configs, settings.topic_partitions, settings.topic_replication)
+    sender = Sender(settings, wal, topics, new_producer, configs)
     sender.reset()
     deadline = time.monotonic() + args.timeout
     sender.step()  # adopts every segment no running process holds

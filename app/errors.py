@@ -50,7 +50,7 @@ def unexpected(exc: Exception) -> Response:
     return error_response(InternalServerError("internal error"))
 
 
-def register_errors(app: Flask) -> None:
+def init_app(app: Flask) -> None:
     """Register the JSON error handlers on ``app``."""
     app.register_error_handler(HTTPException, error_response)
     app.register_error_handler(Exception, unexpected)

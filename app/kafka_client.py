@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import IllegalStateError, KafkaError, KafkaTimeoutError, UnknownError
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 # Records never expire inside kafka-python: a batch that expired there while a later one of
 # its partition was then delivered would reach Kafka out of order. The sender decides what
@@ -19,27 +22,25 @@ from kafka.errors import IllegalStateError, KafkaError, KafkaTimeoutError, Unkno
 NEVER_MS = 7 * 24 * 3600 * 1000
 
 
-def producer_configs(config: Mapping[str, Any]) -> dict[str, Any]:
-    """kafka-python's producer settings from the app's config."""
+def producer_configs(settings: Settings) -> dict[str, Any]:
+    """kafka-python's producer settings from the collector's."""
     return {
-        "bootstrap_servers": config["KAFKA_BOOTSTRAP_SERVERS"],
+        "bootstrap_servers": list(settings.kafka_bootstrap_servers),
         "client_id": f"collector-{os.getpid()}",
         # A ceiling, negotiated down per connection; set so creating the producer never
         # blocks on a bootstrap (it would for 30 s with the broker down).
         "api_version": (3, 9),
-        "acks": "all" if config["COLLECTOR_KAFKA_ACKS"] == "all" else 1,
+        "acks": "all" if settings.kafka_acks == "all" else 1,
         # An idempotent producer was seen to wedge for good after a long outage; without it,
         # one request in flight per connection is what keeps a partition's order on retries.
         "enable_idempotence": False,
         "max_in_flight_requests_per_connection": 1,
-        "linger_ms": config["COLLECTOR_KAFKA_LINGER_MS"],
-        "batch_size": config["COLLECTOR_KAFKA_BATCH_BYTES"],
-        "compression_type": None
-        if config["COLLECTOR_KAFKA_COMPRESSION"] == "none"
-        else config["COLLECTOR_KAFKA_COMPRESSION"],
-        "max_block_ms": config["COLLECTOR_KAFKA_MAX_BLOCK_MS"],
+        "linger_ms": settings.kafka_linger_ms,
+        "batch_size": settings.kafka_batch_bytes,
+        "compression_type": None if settings.kafka_compression == "none" else settings.kafka_compression,
+        "max_block_ms": settings.kafka_max_block_ms,
         "delivery_timeout_ms": NEVER_MS,
-        "request_timeout_ms": min(config["COLLECTOR_KAFKA_DELIVERY_TIMEOUT_MS"] // 2, 30_000),
+        "request_timeout_ms": min(settings.kafka_delivery_timeout_ms // 2, 30_000),
         "reconnect_backoff_max_ms": 1000,
     }
 
@@ -61,6 +62,16 @@ def new_admin(**configs: Any) -> Any:
         api_version=configs["api_version"], bootstrap_timeout_ms=configs["max_block_ms"],
         request_timeout_ms=configs["request_timeout_ms"], reconnect_backoff_max_ms=1000,
     )
+
+
+class Clients(NamedTuple):
+    """How the collector makes its Kafka clients: the seam where tests put fakes."""
+
+    producer: Callable[..., Any]  # (**producer_configs) -> a KafkaProducer
+    admin: Callable[..., Any]  # (**producer_configs) -> a KafkaAdminClient
+
+
+KAFKA = Clients(new_producer, new_admin)
 
 
 def create_topics(admin: Any, topics: list[str], partitions: int, replication: int) -> dict[str, str | None]:

@@ -9,14 +9,16 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import deadletter, metrics
 from .kafka_client import close_now, producer_broken, refused, with_metadata
 from .ledger import Entry, Lane
 from .topics import Topics
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -24,18 +26,16 @@ log = logging.getLogger(__name__)
 class Lanes:
     """Every topic's lane, the records they hold, and the producer they send through."""
 
-    CONFIRM_S = 0.5  # a topic the producer's metadata still lacks after this is created
-
-    def __init__(self, config: Mapping[str, Any], spool: Path, topics: Topics) -> None:
+    def __init__(self, settings: Settings, spool: Path, topics: Topics) -> None:
         self.spool = spool
         self.topics = topics
-        self.max_held: int = config["COLLECTOR_MAX_PENDING"]
-        self.max_held_bytes: int = config["COLLECTOR_MAX_PENDING_BYTES"]
+        self.max_held = settings.max_pending
+        self.max_held_bytes = settings.max_pending_bytes
         self.lane_window = max(1, self.max_held // 4)  # in flight per topic: a stalled one keeps room for others
-        self.interval_s: float = config["COLLECTOR_SEND_INTERVAL_MS"] / 1000
-        self.stall_s: float = config["COLLECTOR_KAFKA_DELIVERY_TIMEOUT_MS"] / 1000
-        self.max_block_s: float = config["COLLECTOR_KAFKA_MAX_BLOCK_MS"] / 1000
-        self.dead_after_s: float = config["COLLECTOR_DEAD_LETTER_AFTER_MS"] / 1000
+        self.interval_s = settings.send_interval_ms / 1000
+        self.stall_s = settings.kafka_delivery_timeout_ms / 1000
+        self.max_block_s = settings.kafka_max_block_ms / 1000
+        self.dead_after_s = settings.dead_letter_after_ms / 1000
         self.heard = 0.0  # monotonic time of Kafka's last acknowledgement (read by readiness)
         self.delivered = 0  # events Kafka acknowledged, in all (read by the drain command)
         self.producer: Any = None
@@ -56,7 +56,6 @@ class Lanes:
         self.by_topic: dict[str, Lane] = {}
         self.held = self.held_bytes = 0
         self.broken = ""  # why the producer must be replaced, when it must
-        self._asked: dict[str, float] = {}  # topic -> since when its metadata is awaited
 
     @property
     def full(self) -> bool:
@@ -76,16 +75,12 @@ class Lanes:
         """Hand each lane's waiting records to the producer, in order, as far as its window allows."""
         wanted = [t for t, lane in self.by_topic.items() if lane.waiting]
         ready = with_metadata(self.producer, wanted)
-        # The metadata shows every topic that exists: create those it still lacks after a moment.
-        self._asked = {t: self._asked.get(t, now) for t in wanted if t not in ready}
-        self.topics.ensure([t for t, since in self._asked.items() if now - since > self.CONFIRM_S
-                            and t not in self.topics])
+        self.topics.awaited([t for t in wanted if t not in ready], now)
         for topic, lane in self.by_topic.items():
             if not lane.waiting or now < lane.retry_at or (lane.returned and lane.in_flight):
                 continue  # records that failed go again only once the rest has settled, in order
             if topic not in ready:  # its metadata is on the way; after max_block_ms, check the topic again
-                if now - self._asked[topic] > self.max_block_s + self.CONFIRM_S:
-                    self._asked[topic] = now
+                if self.topics.overdue(topic, now, self.max_block_s):
                     lane.failed("no metadata for the topic" if topic in self.topics else
                                 "the topic could not be created", self.interval_s, now)
                     self.topics.forget(topic)
@@ -182,15 +177,9 @@ class Lanes:
         if entries is None:
             entries = list(lane.waiting)
             lane.waiting.clear()
-        try:
-            deadletter.write(self.spool, [e.record for e in entries], reason)
-        except OSError as exc:
-            log.error("dead letters not written (%r): %d events wait in memory", exc, len(entries))
+        if not deadletter.bury(self.spool, [e.record for e in entries], reason):
             for entry in entries:
                 lane.back(entry)
             return
         for entry in entries:
             self._settled(entry)
-            log.error("event %s dead-lettered (topic %s): %s", deadletter.event_id(entry.record),
-                      entry.record.topic, reason)
-        metrics.DEAD_LETTER.inc(len(entries))

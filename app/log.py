@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import threading
 import time
 from pathlib import Path
 
-from .segment import SUFFIX, Record, Segment, encode, sync, try_lock
+from .segment import Record, Segment, encode, listed, sync, try_lock
 
 
 class LogFull(Exception):
@@ -97,15 +96,8 @@ class Log:
             os.close(segment.fd)
 
     def _create(self) -> Segment:
-        # Locked before it gets the name adopters look for, so none sees it unlocked.
         self._seal()
-        self.dir.mkdir(parents=True, exist_ok=True)
-        name = f"{time.time_ns():020d}-{os.getpid()}{SUFFIX}"
-        tmp = self.dir / f".{name}.tmp"
-        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_EXCL, 0o640)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        os.rename(tmp, self.dir / name)
-        self._current = Segment(self.dir / name, fd, 0, sealed=False)
+        self._current = Segment.create(self.dir)
         if not self.shared:
             self.segments.append(self._current)
         return self._current
@@ -137,14 +129,7 @@ class Log:
 
     def paths(self) -> list[Path]:
         """Every segment in the directory, oldest first; also recounts their bytes."""
-        try:
-            paths = sorted(p for p in self.dir.iterdir() if p.name.endswith(SUFFIX) and p.name[0] != ".")
-        except OSError:
-            return []
-        total = 0
-        for p in paths:
-            with contextlib.suppress(OSError):  # deleted meanwhile
-                total += p.stat().st_size
+        paths, total = listed(self.dir)
         with self._lock:
             self.disk_bytes = total
         return paths

@@ -7,9 +7,12 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, Flask, Response, current_app, jsonify
 
-from .schemas import ID_PATTERN, BatchAnswerSchema, ErrorSchema, EventSchema, Number, RecordSchema
+from .config import Settings, get_settings
+from .ids import ID_PATTERN
+from .schemas import BatchAnswerSchema, ErrorSchema, EventSchema, Number, RecordSchema
 
 bp = Blueprint("openapi", __name__)
+EXTENSION = "collector.openapi"
 ERRORS = {
     400: "the body or a field is wrong, a vendor or product the registry does not list included",
     403: "an origin not allowed", 404: "no such account, tracker or route",
@@ -26,8 +29,8 @@ def _errors(*codes: int) -> dict[int, Any]:
     return {code: {"description": ERRORS[code], **_json("Error")} for code in codes}
 
 
-def build(app: Flask) -> dict[str, Any]:
-    """The document, from the schemas and the app's settings."""
+def build(settings: Settings) -> dict[str, Any]:
+    """The document, from the schemas and the settings."""
     plugin = MarshmallowPlugin()
     spec = APISpec("collector", "1", "3.1.0", plugins=[plugin],
                    info={"description": "Tracks events: POST them, they are queued on the account's Kafka topic."})
@@ -35,32 +38,47 @@ def build(app: Flask) -> dict[str, Any]:
     for name, schema in (("Error", ErrorSchema), ("Record", RecordSchema), ("BatchAnswer", BatchAnswerSchema)):
         spec.components.schema(name, schema=schema)
     spec.components.schema("Event", schema=EventSchema)
-    event = spec.to_dict()["components"]["schemas"]["Event"]
-    # instance_id, or the Web SDK's spelling instanceID: exactly one of them.
+    event = _event(spec.to_dict()["components"]["schemas"]["Event"], settings)
+    _collect_paths(spec, settings.max_batch)
+    _ops_paths(spec)
+    document = spec.to_dict()
+    document["components"]["schemas"]["Event"] = event
+    document["components"]["schemas"].update(_values(settings))
+    return document
+
+
+def _event(event: dict[str, Any], s: Settings) -> dict[str, Any]:
+    """The Event schema as apispec made it, with what marshmallow cannot say: instance_id or
+    instanceID, and every other field kept within the limits."""
     event["required"] = [f for f in event["required"] if f != "instance_id"]
     event["oneOf"] = [{"required": ["instance_id"]}, {"required": ["instanceID"]}]
     event["properties"]["instanceID"] = event["properties"]["instance_id"]
-    # Every other field is kept, within the limits: one schema per level of nesting, so that
-    # the document says how deep a value may go (the event itself is level 1).
-    string, key = app.config["COLLECTOR_MAX_STRING"], app.config["COLLECTOR_MAX_KEY"]
-    depth, count = app.config["COLLECTOR_MAX_DEPTH"], app.config["COLLECTOR_MAX_FIELDS"]
-    event["propertyNames"] = {"maxLength": key}
-    event["maxProperties"] = count
+    event["propertyNames"] = {"maxLength": s.max_key}
+    event["maxProperties"] = s.max_fields
     event["additionalProperties"] = {"$ref": "#/components/schemas/Value2"}
     for field in event["properties"].values():
         if field["type"] == "string":
-            field["maxLength"] = string
+            field["maxLength"] = s.max_string
+    return event
+
+
+def _values(s: Settings) -> dict[str, Any]:
+    """One schema per level of nesting, so that the document says how deep a value may go (the
+    event itself is level 1)."""
     values = {}
-    for level in range(2, depth + 2):
+    for level in range(2, s.max_depth + 2):
         scalars: list[dict[str, Any]] = [{"type": ["number", "boolean", "null"]},
-                                         {"type": "string", "maxLength": string}]
+                                         {"type": "string", "maxLength": s.max_string}]
         inner = {"$ref": f"#/components/schemas/Value{level + 1}"}
-        containers = [{"type": "array", "maxItems": count, "items": inner},
-                      {"type": "object", "maxProperties": count, "propertyNames": {"maxLength": key},
+        containers = [{"type": "array", "maxItems": s.max_fields, "items": inner},
+                      {"type": "object", "maxProperties": s.max_fields, "propertyNames": {"maxLength": s.max_key},
                        "additionalProperties": inner}]
-        values[f"Value{level}"] = {"anyOf": scalars + (containers if level <= depth else []),
+        values[f"Value{level}"] = {"anyOf": scalars + (containers if level <= s.max_depth else []),
                                    "description": f"a JSON value at nesting level {level}"}
-    limit = app.config["COLLECTOR_MAX_BATCH"]
+    return values
+
+
+def _collect_paths(spec: APISpec, limit: int) -> None:
     ids = [{"name": n, "in": "path", "required": True, "description": d,
             "schema": {"type": "string", "pattern": f"^(?:{ID_PATTERN})$"}}
            for n, d in (("aid", "the account: a positive number or a UUID"), ("tid", "the tracker"))]
@@ -82,6 +100,9 @@ def build(app: Flask) -> dict[str, Any]:
         "responses": {200: {"description": "what was accepted, why the others were not", **_json("BatchAnswer")},
                       **_errors(400, 403, 404, 408, 413, 415, 503)},
     }})
+
+
+def _ops_paths(spec: APISpec) -> None:
     status = {"type": "object", "properties": {"status": {"type": "string"}, "reason": {"type": "string"}},
               "required": ["status"]}
     spec.path("/healthz", operations={"get": {"summary": "Alive", "responses": {
@@ -93,16 +114,23 @@ def build(app: Flask) -> dict[str, Any]:
         200: {"description": "text format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}})
     spec.path("/openapi.json", operations={"get": {"summary": "This document", "responses": {
         200: {"description": "OpenAPI 3", "content": {"application/json": {"schema": {"type": "object"}}}}}}})
-    document = spec.to_dict()
-    document["components"]["schemas"]["Event"] = event
-    document["components"]["schemas"].update(values)
+
+
+def init_app(app: Flask) -> None:
+    """Serve the document at ``/openapi.json``."""
+    app.register_blueprint(bp)
+
+
+def get_document(app: Flask | None = None) -> dict[str, Any]:
+    """The document of ``app`` (default: the current app), built on first use."""
+    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
+    document: dict[str, Any] | None = app.extensions.get(EXTENSION)
+    if document is None:
+        document = app.extensions[EXTENSION] = build(get_settings(app))
     return document
 
 
 @bp.get("/openapi.json")
 def openapi() -> Response:
     """The OpenAPI 3 document of this API."""
-    document = current_app.extensions.get("collector.openapi")
-    if document is None:
-        document = current_app.extensions["collector.openapi"] = build(current_app)
-    return jsonify(document)
+    return jsonify(get_document())

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, Response, jsonify, request
 
-from .delivery import delivery
+from .delivery import get_pipeline
 from .metrics import count_request, exposition
 
 bp = Blueprint("ops", __name__)
@@ -18,7 +18,7 @@ def healthz() -> Response:
 @bp.get("/readyz")
 def readyz() -> Response:
     """``200`` when Kafka answered this worker lately and its threads run, else ``503`` with the reason."""
-    problem = delivery.pipeline().unready()
+    problem = get_pipeline().unready()
     response = jsonify(status="unready", reason=problem) if problem else jsonify(status="ready")
     response.status_code = 503 if problem else 200
     return response
@@ -38,7 +38,7 @@ def count_answer(response: Response) -> Response:
     return response
 
 
-def register_ops(app: Flask) -> None:
+def init_app(app: Flask) -> None:
     """The operators' routes, and the request counter on every answer."""
     app.register_blueprint(bp)
     app.after_request(count_answer)

@@ -30,10 +30,13 @@ import tomllib
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .schemas import canonical_id
+from flask import Flask, current_app
+
+from .config import get_settings
+from .ids import canonical_id
 
 log = logging.getLogger(__name__)
-REGISTRY = "collector.registry"
+EXTENSION = "collector.registry"
 
 
 class RegistryError(ValueError):
@@ -177,3 +180,14 @@ class Registry:
                      len(self.known.vendors))
         finally:
             self._lock.release()
+
+
+def init_app(app: Flask) -> None:
+    """Give ``app`` the registry of COLLECTOR_REGISTRY, if set; raises ``RegistryError``."""
+    path = get_settings(app).registry
+    app.extensions[EXTENSION] = Registry(path) if path else None
+
+
+def get_registry(app: Flask | None = None) -> Registry | None:
+    """The registry of ``app`` (default: the current app); None: every well-formed id is accepted."""
+    return (app or current_app).extensions[EXTENSION]  # type: ignore[no-any-return]

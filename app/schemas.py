@@ -1,26 +1,10 @@
-"""The marshmallow schemas: what a request may hold, and the internal event built from it."""
+"""The marshmallow schemas: what a request may hold, and the bodies of the answers."""
 from __future__ import annotations
 
 import math
-import re
-import time
-import uuid
-from typing import Any, NamedTuple
+from typing import Any
 
 from marshmallow import INCLUDE, Schema, ValidationError, fields
-
-#: The event specification's standard actions; any other action is a custom event.
-STANDARD_ACTIONS = frozenset(
-    a.lower()
-    for a in (
-        "View", "Select", "Change", "Open", "Close", "Start",
-        "Cancel", "Complete", "Submit", "Marker", "Associate",
-    )
-)
-SCHEMA_VERSION = 1
-ID_MESSAGE = "must be a positive decimal number or a UUID"
-
-
 
 _BLANK = " \t\n\r\f\v"  # ASCII whitespace: what "blank" means here and in the OpenAPI pattern
 
@@ -28,8 +12,6 @@ _BLANK = " \t\n\r\f\v"  # ASCII whitespace: what "blank" means here and in the O
 def _non_blank(value: str) -> None:
     if not value.strip(_BLANK):
         raise ValidationError("must not be empty")
-
-ID_PATTERN = r"0{0,20}[1-9][0-9]{0,19}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 
 
 class Number(fields.Field):
@@ -61,17 +43,6 @@ def _text(required: bool = True, description: str | None = None) -> fields.Strin
     )
 
 
-_ID = re.compile(ID_PATTERN)
-
-
-def canonical_id(value: str) -> str | None:
-    """An account or tracker id in its one spelling (UUIDs lower-case, numbers unpadded), or
-    None when it is neither a positive decimal number nor a UUID; one account is one topic."""
-    if not _ID.fullmatch(value):
-        return None
-    return value.lower() if "-" in value else str(int(value))
-
-
 class EventSchema(Schema):
     """The body of ``POST /collect/{aid}/{tid}/event``; unknown fields go to ``properties``
     (``make_event`` moves them, and takes ``instanceID`` for ``instance_id``)."""
@@ -91,53 +62,6 @@ class EventSchema(Schema):
 
 
 event_schema = EventSchema()
-KNOWN = tuple(event_schema.fields)  # the fields kept at the top of the event
-
-
-class Limits(NamedTuple):
-    """How big an event may be, beyond the body's size."""
-
-    depth: int  # nesting of objects and arrays, the event itself being level 1
-    fields: int  # keys of any one object, items of any one array
-    string: int  # characters in any string
-    key: int  # characters in any key
-
-
-def limit_errors(body: dict[str, Any], limits: Limits) -> dict[str, list[str]]:
-    """What in ``body`` is over ``limits``, by field path (at most 20 entries)."""
-    errors: dict[str, list[str]] = {}
-    stack: list[tuple[Any, str, int]] = [(body, "", 1)]
-    while stack and len(errors) < 20:
-        value, path, depth = stack.pop()
-        if depth > limits.depth:
-            errors[path] = [f"is nested deeper than {limits.depth} levels"]
-            continue
-        if isinstance(value, dict):
-            if len(value) > limits.fields:
-                errors[path or "_schema"] = [f"has more than {limits.fields} fields"]
-                continue
-            items: Any = value.items()
-        elif len(value) > limits.fields:
-            errors[path] = [f"has more than {limits.fields} items"]
-            continue
-        else:
-            items = enumerate(value)
-        for key, item in items:  # strings are checked here, only objects and arrays go on the stack
-            if isinstance(key, str) and len(key) > limits.key:
-                errors[path or "_schema"] = [f"has a key longer than {limits.key} characters"]
-                continue
-            if isinstance(item, str):
-                if len(item) > limits.string:
-                    errors[_child(path, key)] = [f"is longer than {limits.string} characters"]
-            elif isinstance(item, (dict, list)):
-                stack.append((item, _child(path, key), depth + 1))
-    return dict(list(errors.items())[:20])
-
-
-def _child(path: str, key: str | int) -> str:
-    if isinstance(key, int):
-        return f"{path}[{key}]"
-    return f"{path}.{key}" if path else key
 
 
 class ErrorSchema(Schema):
@@ -170,50 +94,3 @@ class BatchAnswerSchema(Schema):
     accepted = fields.Integer(required=True)
     rejected = fields.List(fields.Nested(RejectedSchema), required=True)
     events = fields.List(fields.Nested(RecordSchema), metadata={"description": "with ?validate=true"})
-
-
-_second: tuple[int, str] = (0, "")  # the last second formatted, and its text
-
-
-def now_rfc3339() -> str:
-    """The current UTC time as RFC 3339 with milliseconds, e.g. ``2026-11-26T09:31:56.123Z``."""
-    global _second
-    ms = int(time.time() * 1000)
-    second = ms // 1000
-    if second != _second[0]:  # formatted once a second, not once an event
-        _second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
-    return f"{_second[1]}.{ms % 1000:03d}Z"
-
-
-def make_event(
-    event_id: str, account_id: str, tracker_id: str, body: dict[str, Any], context: dict[str, Any],
-    limits: Limits,
-) -> dict[str, Any]:
-    """Curate a request body (a JSON object) into the internal event; raises ``ValidationError``."""
-    if errors := limit_errors(body, limits):
-        raise ValidationError(errors)
-    if "instanceID" in body:  # the Web SDK's spelling of instance_id: one of them, not both
-        if "instance_id" in body:
-            raise ValidationError({"instance_id": ["must not come with instanceID: send one of them"]})
-        body = dict(body)
-        body["instance_id"] = body.pop("instanceID")
-    # Written out here rather than as pre_load/post_load hooks: the hooks cost a quarter of
-    # the schema's load in the benchmark's profile.
-    loaded = event_schema.load(body)
-    curated = {k: loaded.pop(k) for k in KNOWN if k in loaded}
-    return {
-        "event_id": event_id,
-        "schema_version": SCHEMA_VERSION,
-        "account_id": account_id,
-        "tracker_id": tracker_id,
-        "received_at": now_rfc3339(),
-        **curated,
-        "properties": loaded,  # every other field, unchanged
-        "standard_action": curated["action"].lower() in STANDARD_ACTIONS,
-        "context": context,
-    }
-
-
-def new_event_id() -> str:
-    """A fresh event id."""
-    return str(uuid.uuid4())

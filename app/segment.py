@@ -7,6 +7,7 @@ acknowledged a segment is kept beside it in ``<segment>.ack`` (written by the se
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -70,6 +71,18 @@ class Segment:
         self.created = time.monotonic()
         self.synced = size  # bytes known to be on disk: written by the sender thread only
 
+    @classmethod
+    def create(cls, directory: Path) -> Segment:
+        """A new, empty segment, appended to only (``O_APPEND``); locked before it gets the name
+        that adopters look for, so that none sees it unlocked."""
+        directory.mkdir(parents=True, exist_ok=True)
+        name = f"{time.time_ns():020d}-{os.getpid()}{SUFFIX}"
+        tmp = directory / f".{name}.tmp"
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_EXCL, 0o640)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.rename(tmp, directory / name)
+        return cls(directory / name, fd, 0, sealed=False)
+
     @property
     def ack_path(self) -> Path:
         return self.path.with_name(self.path.name + ".ack")
@@ -84,6 +97,19 @@ class Segment:
             return int(self.ack_path.read_bytes() or 0)
         except (OSError, ValueError):
             return 0
+
+
+def listed(directory: Path) -> tuple[list[Path], int]:
+    """Every segment in ``directory``, oldest first, and their bytes in all."""
+    try:
+        paths = sorted(p for p in directory.iterdir() if p.name.endswith(SUFFIX) and p.name[0] != ".")
+    except OSError:
+        return [], 0
+    total = 0
+    for p in paths:
+        with contextlib.suppress(OSError):  # deleted meanwhile
+            total += p.stat().st_size
+    return paths, total
 
 
 def sync(segment: Segment) -> None:

@@ -6,20 +6,22 @@ The sender thread owns all of this state.
 """
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 import threading
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from . import metrics
+from .election import Election
 from .lanes import Lanes
 from .ledger import Cursor, Entry
 from .log import Log
 from .segment import records_in
 from .topics import Topics
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -27,26 +29,26 @@ log = logging.getLogger(__name__)
 class Sender:
     """Everything between the log and Kafka, for one process."""
 
-    def __init__(self, config: Mapping[str, Any], wal: Log, topics: Topics, producer_factory: Callable[..., Any],
+    def __init__(self, settings: Settings, wal: Log, topics: Topics, producer_factory: Callable[..., Any],
                  configs: dict[str, Any], outages: Callable[[], int] = lambda: 0,
                  answered: Callable[[], float] = lambda: 0.0) -> None:
         self.log = wal
-        self.lanes = Lanes(config, wal.dir, topics)
+        self.lanes = Lanes(settings, wal.dir, topics)
         self.producer_factory = producer_factory
         self.configs = configs
         self.outages = outages  # how many times Kafka went away (the probe's count)
         self.answered = answered  # when Kafka last answered the probe
-        self.interval_s: float = config["COLLECTOR_SEND_INTERVAL_MS"] / 1000
-        self.adopt_s: float = config["COLLECTOR_SPOOL_REPLAY_MS"] / 1000
-        self.fsync_s: float = config["COLLECTOR_SPOOL_FSYNC_MS"] / 1000
-        self.host = config["COLLECTOR_SENDER"] == "host"
+        self.interval_s = settings.send_interval_ms / 1000
+        self.adopt_s = settings.spool_replay_ms / 1000
+        self.fsync_s = settings.spool_fsync_ms / 1000
+        self.host = settings.sender == "host"
         self.backlog = 0  # bytes of the segments followed not yet acknowledged, as of the last pass
         self.beat = 0.0  # monotonic time of the last pass's start (read by readiness)
         self.passes = 0  # passes completed (read by tests and the cost bench: one that began after X)
         self.stop = threading.Event()  # set by ``Pipeline.close`` after it sets ``deadline``
         self.deadline = 0.0
         self.cursors: list[Cursor] = []
-        self._election: int | None = None  # the fd of sender.lock, with one sender per host
+        self.election = Election(wal.dir)
         self._sync_at = 0.0
 
     @property
@@ -83,17 +85,11 @@ class Sender:
         self.finish(self.deadline)
 
     def _elected(self) -> bool:
-        if self._election is None:
-            self.log.dir.mkdir(parents=True, exist_ok=True)
-            self._election = os.open(self.log.dir / "sender.lock", os.O_RDWR | os.O_CREAT, 0o640)
         while True:
             self.beat = now = time.monotonic()
-            try:
-                fcntl.flock(self._election, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if self.election.won():
                 log.info("this worker sends the events of every worker on the host")
                 return True
-            except BlockingIOError:
-                pass
             if self.fsync_s and now >= self._sync_at:  # this worker's own appends still need it
                 self._sync_at = now + self.fsync_s
                 self.log.sync()
@@ -146,9 +142,7 @@ class Sender:
         self.lanes.close()
         for cursor in self.cursors:
             self.log.remove(cursor.segment, delete=cursor.finished)
-        if self._election is not None:
-            os.close(self._election)  # the next worker takes over
-            self._election = None
+        self.election.resign()
 
     def _read(self) -> None:
         self.blocked = False

@@ -20,6 +20,7 @@ class Topics:
     """The topics this process knows exist, and the admin client that makes the others."""
 
     RECHECK_S = 1.0  # the least time between two creations of one topic
+    CONFIRM_S = 0.5  # a topic the producer's metadata still lacks after this is created
 
     def __init__(self, admin_factory: Callable[..., Any], configs: dict[str, Any],
                  partitions: int, replication: int) -> None:
@@ -30,6 +31,7 @@ class Topics:
         self._admin: Any = None
         self._known: set[str] = set()
         self._tried: dict[str, float] = {}  # topic -> when its creation was last tried
+        self._awaited: dict[str, float] = {}  # topic -> since when the producer's metadata is awaited
 
     def __contains__(self, topic: str) -> bool:
         return topic in self._known
@@ -57,10 +59,24 @@ class Topics:
             else:  # not authorized, invalid: the sends that follow fail, and say why
                 log.warning("topic %s could not be created (%s): its events wait", topic, problem)
 
+    def awaited(self, topics: list[str], now: float) -> None:
+        """``topics`` are wanted and the producer's metadata lacks them. It shows every topic
+        that exists: create those it still lacks after ``CONFIRM_S``."""
+        self._awaited = {t: self._awaited.get(t, now) for t in topics}
+        self.ensure([t for t, since in self._awaited.items() if now - since > self.CONFIRM_S])
+
+    def overdue(self, topic: str, now: float, max_block_s: float) -> bool:
+        """Whether the metadata of ``topic`` is awaited past ``max_block_s`` (then waited for anew)."""
+        if now - self._awaited[topic] <= max_block_s + self.CONFIRM_S:
+            return False
+        self._awaited[topic] = now
+        return True
+
     def forget(self, topic: str | None = None) -> None:
         """``topic`` (default: every one) may have vanished: check it (and create it again) before its next send."""
         if topic is None:
             self._known.clear()
+            self._awaited.clear()
         else:
             self._known.discard(topic)
 

@@ -63,10 +63,10 @@ def main() -> None:
         pipeline = None
         if target == "collector":
             from app import create_app
-            from app.delivery import delivery
+            from app.delivery import get_pipeline
 
             app = create_app()
-            pipeline = delivery.pipeline(app)
+            pipeline = get_pipeline(app)
             pipeline.start()
         else:
             from bench.reference import app
@@ -89,12 +89,12 @@ def kafka_cost(count: int) -> None:
     """CPU per record of kafka-python's send and delivery, with the collector's settings."""
     from kafka import KafkaProducer
 
-    from app.config import from_env
+    from app.config import Settings
     from app.kafka_client import producer_configs
 
-    config = from_env()
-    kafka = KafkaProducer(**producer_configs(config))
-    interval = config["COLLECTOR_SEND_INTERVAL_MS"] / 1000
+    settings = Settings.from_env()
+    kafka = KafkaProducer(**producer_configs(settings))
+    interval = settings.send_interval_ms / 1000
     burst = max(1, round(1000 * interval))  # a worker taking 1,000 events/s, handed over each interval
     value = b"x" * 330  # the size of the benchmark event's record
     kafka.send("events.1", key=b"warm", value=value).get(timeout=10)

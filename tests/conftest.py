@@ -21,7 +21,9 @@ from kafka.errors import IllegalStateError, KafkaTimeoutError
 from kafka.future import Future
 
 from app import create_app
-from app.delivery import Pipeline, delivery
+from app.config import Settings
+from app.delivery import Pipeline, get_pipeline
+from app.kafka_client import Clients
 from dev.broker import Broker, free_port, wait_for_port
 from dev.events import read_records
 
@@ -159,17 +161,17 @@ def make_app(tmp_path: Path) -> Iterator[Callable[..., Flask]]:
     apps: list[Flask] = []
 
     def make(**config: Any) -> Flask:
-        app = create_app({"TESTING": True, "COLLECTOR_KAFKA_FACTORY": FakeKafkaProducer,
-                          "COLLECTOR_KAFKA_ADMIN_FACTORY": FakeKafkaAdmin,
-                          "COLLECTOR_SPOOL_DIR": str(tmp_path / "spool"),
-                          "COLLECTOR_SPOOL_REPLAY_MS": 50, "COLLECTOR_SENDER": "worker", **config})
+        env = {"COLLECTOR_SPOOL_DIR": str(tmp_path / "spool"), "COLLECTOR_SPOOL_REPLAY_MS": "50",
+               "COLLECTOR_SENDER": "worker", **{k: str(v) for k, v in config.items()}}
+        app = create_app(Settings.from_env(env), Clients(FakeKafkaProducer, FakeKafkaAdmin))
+        app.testing = True
         apps.append(app)
         return app
 
     FakeKafkaAdmin.topics, FakeKafkaAdmin.missing, FakeKafkaAdmin.only_created = {}, set(), False
     yield make
     for app in apps:
-        delivery.pipeline(app).close()
+        get_pipeline(app).close()
 
 
 @pytest.fixture
@@ -199,7 +201,7 @@ def settled(pipeline: Pipeline) -> None:
 
 def sent_by(app: Flask) -> list[dict[str, Any]]:
     """The records ``app`` handed to Kafka so far, once nothing is pending: topic, key, value."""
-    pipeline: Pipeline = delivery.pipeline(app)
+    pipeline: Pipeline = get_pipeline(app)
     if pipeline.unready() == "not started":
         return []
     settled(pipeline)

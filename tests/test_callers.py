@@ -41,7 +41,7 @@ def test_answers_and_errors_carry_cors_headers(client, path, kwargs, status):
 
 
 def test_restricted_origins(make_app):
-    app = make_app(COLLECTOR_CORS_ORIGINS=[PAGE])
+    app = make_app(COLLECTOR_CORS_ORIGINS=PAGE)
     client = app.test_client()
     allowed = client.post("/collect/1/1/event", json=EVENT, headers={"Origin": PAGE})
     assert allowed.status_code == 204

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from kafka import KafkaConsumer
 from marshmallow import ValidationError
 
-from app.schemas import Limits, make_event
+from app.event import Limits, make_event
 
 from .conftest import ROOT, Collector
 from .test_clients import raw_http

@@ -9,7 +9,7 @@ import logging
 from kafka.errors import IllegalStateError, InvalidRecordError, KafkaTimeoutError, UnknownTopicOrPartitionError
 
 from app import deadletter
-from app.delivery import delivery
+from app.delivery import get_pipeline
 from app.log import Log
 from app.segment import Record, records_in
 
@@ -24,7 +24,7 @@ def post(client, n, aid="1", instance=None):
 
 def started(app):
     """The app's test client and its pipeline, started (its producer is a fake)."""
-    pipeline = delivery.pipeline(app)
+    pipeline = get_pipeline(app)
     pipeline.start()
     wait_until(lambda: pipeline.sender.beat, what="the sender's first pass")
     return app.test_client(), pipeline
