@@ -16,7 +16,7 @@ from typing import Any
 
 from . import deadletter
 from .config import ConfigError, Settings
-from .kafka_client import new_admin, new_producer, producer_configs
+from .kafka_client import KAFKA, Clients, producer_configs
 from .log import Log
 from .segment import Record
 from .sender import Sender
@@ -31,7 +31,8 @@ def send_all(producer: Any, topics: Topics, records: list[Record], timeout: floa
     return [f is not None and f.succeeded() for f in futures]
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, clients: Clients = KAFKA) -> int:
+    """The command; ``clients`` make its Kafka clients."""
     parser = argparse.ArgumentParser(prog="python -m app.drain", description=__doc__.splitlines()[0])
     parser.add_argument("--dead-letters", action="store_true", help="also send the dead letters again")
     parser.add_argument("--timeout", type=float, default=60.0, help="give up after this many seconds")
@@ -46,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     configs = producer_configs(settings)
     spool = settings.spool_dir
     wal = Log(spool, settings.spool_max_bytes, settings.spool_segment_bytes)
-    topics = Topics(new_admin, configs, settings.topic_partitions, settings.topic_replication)
-    sender = Sender(settings, wal, topics, new_producer, configs)
+    topics = Topics(clients.admin, configs, settings.topic_partitions, settings.topic_replication)
+    sender = Sender(settings, wal, topics, clients.producer, configs)
     sender.reset()
     deadline = time.monotonic() + args.timeout
     sender.step()  # adopts every segment no running process holds
