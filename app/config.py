@@ -137,18 +137,12 @@ class Settings:
     kafka_bootstrap_servers: tuple[str, ...] = setting(
         "KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092", addresses, "Kafka's bootstrap servers")
     topic_template: str = setting("COLLECTOR_TOPIC_TEMPLATE", "events.{aid}", topic_template, "an account's topic")
+    registry: str | None = setting(
+        "COLLECTOR_REGISTRY", "", optional, "the registry file of accounts, trackers and vendors")
     topic_partitions: int = setting(
         "COLLECTOR_TOPIC_PARTITIONS", "-1", topic_size, "partitions of a topic the collector creates")
     topic_replication: int = setting(
         "COLLECTOR_TOPIC_REPLICATION", "-1", topic_size, "replication factor of a topic the collector creates")
-    registry: str | None = setting(
-        "COLLECTOR_REGISTRY", "", optional, "the registry file of accounts, trackers and vendors")
-    max_depth: int = setting("COLLECTOR_MAX_DEPTH", "10", whole(2, 100), "deepest nesting in an event")
-    max_fields: int = setting(
-        "COLLECTOR_MAX_FIELDS", "100", whole(10, 100_000), "keys of an object, items of an array in an event")
-    max_string: int = setting("COLLECTOR_MAX_STRING", "8192", whole(64, 1_000_000), "characters in a string")
-    max_key: int = setting("COLLECTOR_MAX_KEY", "128", whole(8, 10_000), "characters in a key")
-    max_batch: int = setting("COLLECTOR_MAX_BATCH", "100", whole(1, 10_000), "events in one batch")
     # At most 900 KiB: a record stays under the producer's 1 MB request limit.
     max_body_bytes: int = setting(
         "COLLECTOR_MAX_BODY_BYTES", "65536", whole(1024, 900 * 1024), "largest request body (413 above)")
@@ -158,10 +152,12 @@ class Settings:
         "COLLECTOR_CORS_ORIGINS", "*", origins, "the origins whose pages may send events")
     cors_max_age: int = setting(
         "COLLECTOR_CORS_MAX_AGE", "7200", whole(0, 86_400), "seconds a browser may cache a preflight's answer")
-    proxy_hops: int = setting(
-        "COLLECTOR_PROXY_HOPS", "0", whole(0, 5), "proxies in front trusted for X-Forwarded-For")
-    ready_max_age_ms: int = setting(
-        "COLLECTOR_READY_MAX_AGE_MS", "10000", whole(1000, 600_000), "/readyz is 503 when Kafka is silent this long")
+    max_depth: int = setting("COLLECTOR_MAX_DEPTH", "10", whole(2, 100), "deepest nesting in an event")
+    max_fields: int = setting(
+        "COLLECTOR_MAX_FIELDS", "100", whole(10, 100_000), "keys of an object, items of an array in an event")
+    max_string: int = setting("COLLECTOR_MAX_STRING", "8192", whole(64, 1_000_000), "characters in a string")
+    max_key: int = setting("COLLECTOR_MAX_KEY", "128", whole(8, 10_000), "characters in a key")
+    max_batch: int = setting("COLLECTOR_MAX_BATCH", "100", whole(1, 10_000), "events in one batch")
     max_pending: int = setting(
         "COLLECTOR_MAX_PENDING", "10000", whole(1, 10_000_000), "events the sender holds in memory ahead of Kafka")
     max_pending_bytes: int = setting(
@@ -200,6 +196,10 @@ class Settings:
         "COLLECTOR_SPOOL_REPLAY_MS", "1000", whole(50, 600_000), "how often a worker adopts the segments of gone ones")
     # One sender per host was faster than one per worker in every setup measured (docs/benchmarks.md).
     sender: str = setting("COLLECTOR_SENDER", "host", one_of("host", "worker"), "one sender per host or per worker")
+    proxy_hops: int = setting(
+        "COLLECTOR_PROXY_HOPS", "0", whole(0, 5), "proxies in front trusted for X-Forwarded-For")
+    ready_max_age_ms: int = setting(
+        "COLLECTOR_READY_MAX_AGE_MS", "10000", whole(1000, 600_000), "/readyz is 503 when Kafka is silent this long")
     log_format: str = setting("COLLECTOR_LOG_FORMAT", "text", one_of("text", "json"), "the log lines' format")
     bind: tuple[str, ...] = setting("COLLECTOR_BIND", "127.0.0.1:8000", listen, "gunicorn's listen address")
     workers: int = setting("WEB_CONCURRENCY", "2", whole(1, 64), "gunicorn's worker processes")
