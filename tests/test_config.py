@@ -41,7 +41,8 @@ def test_good_values(variable, raw, field, value):
 
 @pytest.mark.parametrize("variable, raw, message", [
     ("KAFKA_BOOTSTRAP_SERVERS", "", "KAFKA_BOOTSTRAP_SERVERS must not be empty"),
-    ("KAFKA_BOOTSTRAP_SERVERS", "broker", "KAFKA_BOOTSTRAP_SERVERS must be a comma-separated host:port list, got 'broker'"),
+    ("KAFKA_BOOTSTRAP_SERVERS", "broker",
+     "KAFKA_BOOTSTRAP_SERVERS must be a comma-separated host:port list, got 'broker'"),
     ("KAFKA_BOOTSTRAP_SERVERS", "a:9092,b:99999", "host:port list, got 'b:99999'"),
     ("COLLECTOR_TOPIC_TEMPLATE", "events", "COLLECTOR_TOPIC_TEMPLATE must contain {aid} exactly once, got 'events'"),
     ("COLLECTOR_TOPIC_TEMPLATE", "ev ents.{aid}", "must give a legal Kafka topic name"),
@@ -51,7 +52,8 @@ def test_good_values(variable, raw, field, value):
     ("COLLECTOR_MAX_BODY_BYTES", "2000000", "COLLECTOR_MAX_BODY_BYTES must be between 1024 and 921600, got 2000000"),
     ("COLLECTOR_CORS_ORIGINS", "shop.example", "COLLECTOR_CORS_ORIGINS must be * or a comma-separated list of origins"),
     ("COLLECTOR_KAFKA_ACKS", "0", "COLLECTOR_KAFKA_ACKS must be one of all, 1, got '0'"),
-    ("COLLECTOR_KAFKA_COMPRESSION", "brotli", "COLLECTOR_KAFKA_COMPRESSION must be one of none, gzip, snappy, lz4, zstd"),
+    ("COLLECTOR_KAFKA_COMPRESSION", "brotli",
+     "COLLECTOR_KAFKA_COMPRESSION must be one of none, gzip, snappy, lz4, zstd"),
     ("COLLECTOR_SHUTDOWN_FLUSH_MS", "120000", "COLLECTOR_SHUTDOWN_FLUSH_MS must be between 0 and 60000, got 120000"),
     ("COLLECTOR_SPOOL_DIR", "  ", "COLLECTOR_SPOOL_DIR must not be empty"),
     ("COLLECTOR_SENDER", "process", "COLLECTOR_SENDER must be one of host, worker, got 'process'"),
