@@ -22,6 +22,8 @@ run: $(STAMP)  ## serve on http://127.0.0.1:8000, with an embedded broker unless
 
 test: $(STAMP)  ## the whole suite, integration tests against a real broker included (first: dev/system-packages)
 	@dev/system-packages
+	promtool check rules deploy/prometheus/collector.rules.yml
+	promtool test rules deploy/prometheus/collector.test.yml
 	$(BIN)/python -m pytest
 
 $(VENV)/.bench: $(STAMP) setup.cfg
