@@ -6,7 +6,7 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import collect, errors, openapi, ops
+from . import collect, docs, errors, openapi, ops
 from .config import from_env
 from .cors import register_cors
 from .delivery import delivery
@@ -32,6 +32,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     collect.init_app(app)
     ops.register_ops(app)
     app.register_blueprint(openapi.bp)
+    docs.init_app(app)
     if hops := app.config["COLLECTOR_PROXY_HOPS"]:
         # Trust X-Forwarded-For for exactly this many proxies (nginx: 1): the address the
         # nearest trusted proxy saw becomes request.remote_addr, and context.ip.

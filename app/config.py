@@ -47,6 +47,16 @@ def _choice(name: str, default: str, choices: tuple[str, ...]) -> Callable[[Mapp
     return read
 
 
+def _bool(name: str, default: bool) -> Callable[[Mapping[str, str]], bool]:
+    def read(env: Mapping[str, str]) -> bool:
+        value = env.get(name, str(default)).strip().lower()
+        if value not in ("true", "false"):
+            raise ConfigError(f"{name} must be true or false, got {value!r}")
+        return value == "true"
+
+    return read
+
+
 def _topic_template(env: Mapping[str, str]) -> str:
     name = "COLLECTOR_TOPIC_TEMPLATE"
     value = _text(name, "events.{aid}")(env)
@@ -148,6 +158,7 @@ SETTINGS: dict[str, Callable[[Mapping[str, str]], Any]] = {
     # One sender per host was faster than one per worker in every setup measured (docs/benchmarks.md).
     "COLLECTOR_SENDER": _choice("COLLECTOR_SENDER", "host", ("host", "worker")),
     "COLLECTOR_DEAD_LETTER_AFTER_MS": _int("COLLECTOR_DEAD_LETTER_AFTER_MS", 300_000, 1000, 7 * 86_400_000),
+    "COLLECTOR_DOCS": _bool("COLLECTOR_DOCS", True),
 }
 
 

@@ -7,6 +7,7 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, Flask, Response, current_app, jsonify
 
+from . import docs
 from .schemas import ID_PATTERN, BatchAnswerSchema, ErrorSchema, EventSchema, Number, RecordSchema
 
 bp = Blueprint("openapi", __name__)
@@ -97,6 +98,8 @@ def build(app: Flask) -> dict[str, Any]:
         200: {"description": "text format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}})
     spec.path("/openapi.json", operations={"get": {"summary": "This document", "responses": {
         200: {"description": "OpenAPI 3", "content": {"application/json": {"schema": {"type": "object"}}}}}}})
+    if app.config["COLLECTOR_DOCS"]:
+        docs.describe(spec)
     document = spec.to_dict()
     document["components"]["schemas"]["Event"] = event
     document["components"]["schemas"].update(values)
