@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import collect, config, cors, delivery, errors, openapi, ops, proxy, registry
+from . import collect, config, cors, delivery, docs, errors, openapi, ops, proxy, registry
 from .config import Settings
 from .kafka_client import KAFKA, Clients
 
@@ -14,7 +14,7 @@ def create_app(settings: Settings | None = None, clients: Clients = KAFKA) -> Fl
     app = Flask(__name__, static_folder=None)
     app.url_map.merge_slashes = False  # "/collect//1/1/event" is a 404, not a redirect to another path
     config.init_app(app, settings or Settings.from_env())
-    for part in (errors, registry, cors, collect, ops, openapi, proxy):
+    for part in (errors, registry, cors, collect, ops, openapi, docs, proxy):
         part.init_app(app)
     delivery.init_app(app, clients)
     return app

@@ -59,11 +59,11 @@ def one_of(*choices: str) -> Parse:
 
 
 def flag(name: str, raw: str) -> bool:
-    """``true`` or ``false`` (also 1/0, yes/no, on/off)."""
+    """``true`` or ``false``, in any case."""
     value = raw.strip().lower()
-    if value not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+    if value not in ("true", "false"):
         raise ConfigError(f"{name} must be true or false, got {raw!r}")
-    return value in ("true", "1", "yes", "on")
+    return value == "true"
 
 
 def topic_size(name: str, raw: str) -> int:
@@ -200,6 +200,7 @@ class Settings:
         "COLLECTOR_PROXY_HOPS", "0", whole(0, 5), "proxies in front trusted for X-Forwarded-For")
     ready_max_age_ms: int = setting(
         "COLLECTOR_READY_MAX_AGE_MS", "10000", whole(1000, 600_000), "/readyz is 503 when Kafka is silent this long")
+    docs: bool = setting("COLLECTOR_DOCS", "true", flag, "whether /docs serves the API reference")
     log_format: str = setting("COLLECTOR_LOG_FORMAT", "text", one_of("text", "json"), "the log lines' format")
     bind: tuple[str, ...] = setting("COLLECTOR_BIND", "127.0.0.1:8000", listen, "gunicorn's listen address")
     workers: int = setting("WEB_CONCURRENCY", "2", whole(1, 64), "gunicorn's worker processes")

@@ -7,6 +7,7 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, Flask, Response, current_app, jsonify
 
+from . import docs
 from .config import Settings, get_settings
 from .ids import ID_PATTERN
 from .schemas import BatchAnswerSchema, ErrorSchema, EventSchema, Number, RecordSchema
@@ -19,6 +20,10 @@ ERRORS = {
     405: "another method", 408: "the body stopped arriving", 413: "the body is too large",
     415: "another Content-Type, charset or Content-Encoding", 503: "the collector cannot keep the event now",
 }
+#: The event that Try it out on /docs sends as it stands (to account 1, tracker 1). Its vendor and
+#: product are placeholders: where the registry lists vendors, it is refused (400) until edited.
+EXAMPLE = {"action": "View", "object": "page", "vendor": "Example Vendor", "product": "Example Product",
+           "instance_id": "docs-example-1"}
 
 
 def _json(schema: str) -> dict[str, Any]:
@@ -41,6 +46,8 @@ def build(settings: Settings) -> dict[str, Any]:
     event = _event(spec.to_dict()["components"]["schemas"]["Event"], settings)
     _collect_paths(spec, settings.max_batch)
     _ops_paths(spec)
+    if settings.docs:
+        docs.describe(spec)
     document = spec.to_dict()
     document["components"]["schemas"]["Event"] = event
     document["components"]["schemas"].update(_values(settings))
@@ -80,14 +87,14 @@ def _values(s: Settings) -> dict[str, Any]:
 
 def _collect_paths(spec: APISpec, limit: int) -> None:
     ids = [{"name": n, "in": "path", "required": True, "description": d,
-            "schema": {"type": "string", "pattern": f"^(?:{ID_PATTERN})$"}}
+            "schema": {"type": "string", "pattern": f"^(?:{ID_PATTERN})$"}, "example": "1"}
            for n, d in (("aid", "the account: a positive number or a UUID"), ("tid", "the tracker"))]
     validate = {"name": "validate", "in": "query", "required": False,
                 "description": "true: queue nothing, answer with the record(s) as they would be queued",
                 "schema": {"type": "string", "enum": ["true", "false"]}}
     spec.path("/collect/{aid}/{tid}/event", parameters=ids, operations={"post": {
         "summary": "Track one event", "parameters": [validate],
-        "requestBody": {"required": True, **_json("Event")},
+        "requestBody": {"required": True, "content": {"application/json": {"schema": "Event", "example": EXAMPLE}}},
         "responses": {204: {"description": "queued"}, 200: {"description": "validate-only", **_json("Record")},
                       **_errors(400, 403, 404, 408, 413, 415, 503)},
     }})
@@ -96,7 +103,7 @@ def _collect_paths(spec: APISpec, limit: int) -> None:
         "requestBody": {"required": True, "content": {"application/json": {"schema": {
             "type": "array", "minItems": 1, "maxItems": limit,
             "description": "each item is checked against Event on its own: a bad one is rejected alone",
-            "items": {}}}}},
+            "items": {}}, "example": [EXAMPLE]}}},
         "responses": {200: {"description": "what was accepted, why the others were not", **_json("BatchAnswer")},
                       **_errors(400, 403, 404, 408, 413, 415, 503)},
     }})
