@@ -8,8 +8,7 @@ import pytest
 
 from dev.events import read_records
 
-from .conftest import sent_by
-from .test_integration import new_account
+from .helpers import new_account, sent_by
 
 EVENT = {"action": "view", "object": "form", "vendor": "V", "product": "P"}
 

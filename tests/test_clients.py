@@ -17,8 +17,7 @@ import pytest
 from dev.broker import Broker
 from dev.events import read_records
 
-from .conftest import Collector
-from .test_integration import new_account
+from .helpers import Collector, new_account, raw_http
 
 pytestmark = pytest.mark.integration
 
@@ -27,16 +26,6 @@ CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 def event(instance_id: str) -> dict[str, str]:
     return {"action": "view", "object": "page", "vendor": "V", "product": "P", "instance_id": instance_id}
-
-
-def raw_http(port: int, request: bytes, timeout: float = 15) -> bytes:
-    """Send bytes as they are, read the answer until the server closes."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(request)
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def keys(broker: Broker, aid: str, count: int | None = None) -> list[str]:

@@ -6,7 +6,6 @@ socket timeout; their durations are printed, never asserted.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -16,30 +15,10 @@ import threading
 import pytest
 
 from dev.broker import Broker
-from dev.events import read_records
 
-from .conftest import ROOT, Collector, wait_until
-from .test_integration import account_id, new_account
+from .helpers import FAST, ROOT, Collector, accepted, account_id, keys_in, new_account, wait_until
 
 pytestmark = pytest.mark.integration
-
-# Short Kafka timeouts so that failures show within a test's time.
-FAST = {"COLLECTOR_KAFKA_DELIVERY_TIMEOUT_MS": "4000", "COLLECTOR_KAFKA_MAX_BLOCK_MS": "500",
-        "COLLECTOR_SPOOL_REPLAY_MS": "200"}
-
-
-def keys_found(broker: Broker, topic: str, expected: set[str], timeout: float = 60) -> set[str]:
-    """The record keys of ``topic``, read until all of ``expected`` are there or ``timeout`` passes."""
-    found: set[str] = set()
-
-    def all_there() -> bool:
-        found.update(r.key.decode() for r in read_records(broker.servers, topic, timeout=5))
-        return expected <= found
-
-    with contextlib.suppress(AssertionError):  # the caller compares what was found
-        wait_until(all_there, timeout=timeout, what="every 204'd event in Kafka")
-    return found
-
 
 def report(name: str, results: dict[str, tuple[int, float]], collector: Collector) -> None:
     durations = sorted(d for _, d in results.values())
@@ -47,10 +26,6 @@ def report(name: str, results: dict[str, tuple[int, float]], collector: Collecto
     print(f"\n{name}: statuses {statuses}, request ms: median {durations[len(durations) // 2] * 1000:.1f}, "
           f"p99 {durations[int(len(durations) * 0.99)] * 1000:.1f}, max {durations[-1] * 1000:.0f}, "
           f"over 100 ms: {sum(d > 0.1 for d in durations)}; in gunicorn at most {collector.slowest_request_ms()} ms")
-
-
-def accepted(results: dict[str, tuple[int, float]]) -> set[str]:
-    return {key for key, (status, _) in results.items() if status == 204}
 
 
 def no_loss_logged(collector: Collector) -> None:
@@ -67,7 +42,7 @@ def test_broker_down_at_start_then_started(tmp_path):
         assert accepted(results) == set(results), "the spool is writable: every event is kept"
         with broker:
             broker.create_topic(f"events.{aid}")  # before the collector's workers race to
-            found = keys_found(broker, f"events.{aid}", set(results))
+            found = keys_in(broker, f"events.{aid}", set(results))
             assert accepted(results) <= found
             wait_until(lambda: not list((tmp_path / "spool").glob("*.log")), what="the log emptied")
     finally:
@@ -104,7 +79,7 @@ def test_sigterm_mid_load_with_a_stalled_broker(tmp_path):
         broker.resume()
         restarted = Collector(broker.servers, tmp_path, env=FAST).start()
         try:
-            found = keys_found(broker, f"events.{aid}",
+            found = keys_in(broker, f"events.{aid}",
                                accepted(results))
             assert accepted(results) <= found
             assert len(accepted(results)) >= 300
@@ -163,7 +138,7 @@ def test_a_full_disk_answers_503_and_every_204_arrives_once_there_is_room(tmp_pa
         statuses = [status for status, _ in results.values()]
         assert 503 in statuses and 204 in statuses, statuses
         broker.resume()
-        found = keys_found(broker, f"events.{aid}", accepted(results))
+        found = keys_in(broker, f"events.{aid}", accepted(results))
         assert accepted(results) <= found
         wait_until(lambda: collector.post_event({"action": "a", "object": "o", "vendor": "v", "product": "p",
                                                  "instance_id": "after"}, aid=aid)[0] == 204,
@@ -192,7 +167,7 @@ def test_the_drain_command_delivers_the_log_of_a_stopped_collector(tmp_path):
                                capture_output=True, text=True, timeout=90)
         assert drain.returncode == 0, drain.stdout + drain.stderr
         assert "0 segments left" in drain.stdout, drain.stdout
-        assert accepted(results) <= keys_found(broker, f"events.{aid}", accepted(results))
+        assert accepted(results) <= keys_in(broker, f"events.{aid}", accepted(results))
         assert not list(spool.glob("*.log")), "the drained log is empty"
     finally:
         broker.resume()

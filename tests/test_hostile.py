@@ -14,8 +14,7 @@ from marshmallow import ValidationError
 
 from app.event import Limits, make_event
 
-from .conftest import ROOT, Collector
-from .test_clients import raw_http
+from .helpers import ROOT, Collector, raw_http
 
 EVENT = {"action": "view", "object": "form", "vendor": "V", "product": "P", "instance_id": "i1"}
 REQUIRED = ("action", "object", "vendor", "product", "instance_id")

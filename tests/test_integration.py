@@ -10,23 +10,9 @@ import uuid
 
 import pytest
 
-from dev.broker import Broker
-
-from .conftest import ROOT, Collector
+from .helpers import ROOT, Collector, new_account
 
 pytestmark = pytest.mark.integration
-
-
-def account_id() -> str:
-    """An account id no other test uses, so each test reads its own topic."""
-    return str(uuid.uuid4().int % 10**12 + 1)
-
-
-def new_account(broker: Broker) -> str:
-    """A fresh account id, its topic created (see ``Broker.create_topic``)."""
-    aid = account_id()
-    broker.create_topic(f"events.{aid}")
-    return aid
 
 
 def test_events_reach_the_account_topic(collector, broker, read_topic):

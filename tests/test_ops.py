@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,16 +12,10 @@ import pytest
 from dev.broker import free_port, wait_for_port
 from dev.events import read_records
 
-from .conftest import ROOT, Collector, FakeKafkaAdmin, sent_by, wait_until
-from .test_integration import new_account
+from .fakes import FakeKafkaAdmin
+from .helpers import ROOT, Collector, metric, new_account, sent_by, wait_until
 
 EVENT = {"action": "view", "object": "form", "vendor": "V", "product": "P", "instance_id": "i1"}
-
-
-def metric(text: str, name: str) -> float:
-    """One sample's value from Prometheus' text format (0 when absent)."""
-    found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
-    return float(found.group(1)) if found else 0.0
 
 
 def test_healthz(client):

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import signal
 from pathlib import Path
@@ -13,24 +12,17 @@ from kafka import KafkaConsumer
 
 from app.registry import RegistryError
 
-from .conftest import Collector, FakeKafkaAdmin, sent_by, wait_until
-from .test_integration import account_id, new_account
+from .fakes import FakeKafkaAdmin
+from .helpers import Collector, account_id, new_account, replace_file, sent_by, wait_until
 
 EVENT = {"action": "view", "object": "form", "vendor": "V", "product": "P", "instance_id": "i1"}
 UUID = "3f2504e0-4f89-11d3-9a0c-0305e82c3301"
 
 
-def write(path: Path, text: str) -> None:
-    """Replace the file atomically, as the README asks."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 @pytest.fixture
 def registry_file(tmp_path: Path) -> Path:
     path = tmp_path / "registry.toml"
-    write(path, f'[accounts.1]\ntrackers = ["1", "2"]\n\n[accounts."{UUID.upper()}"]\ntrackers = ["07"]\n')
+    replace_file(path, f'[accounts.1]\ntrackers = ["1", "2"]\n\n[accounts."{UUID.upper()}"]\ntrackers = ["07"]\n')
     return path
 
 
@@ -67,13 +59,13 @@ def test_the_registry_reloads_when_its_file_changes(registered, registry_file, c
     caplog.set_level(logging.INFO, logger="app.registry")
     client = registered.test_client()
     assert client.post("/collect/1/3/event", json=EVENT).status_code == 404
-    write(registry_file, '[accounts.1]\ntrackers = ["1", "2", "3"]\n')
+    replace_file(registry_file, '[accounts.1]\ntrackers = ["1", "2", "3"]\n')
     wait_until(lambda: client.post("/collect/1/3/event", json=EVENT).status_code == 204, what="the reload")
     assert client.post(f"/collect/{UUID}/7/event", json=EVENT).status_code == 404  # gone from the file
     assert "registry reloaded" in caplog.text
 
     caplog.clear()
-    write(registry_file, '[accounts.1]\ntrackers = ["1", "2", "3", "4"\n')  # broken
+    replace_file(registry_file, '[accounts.1]\ntrackers = ["1", "2", "3", "4"\n')  # broken
     wait_until(lambda: client.post("/collect/1/1/event", json=EVENT) and "registry not reloaded" in caplog.text,
                what="the broken file noticed")
     assert "not valid TOML" in caplog.text
@@ -128,7 +120,7 @@ def event(vendor: str, product: str, **extra) -> dict:
 @pytest.fixture
 def vendors_file(tmp_path: Path) -> Path:
     path = tmp_path / "vendors.toml"
-    write(path, VENDORS)
+    replace_file(path, VENDORS)
     return path
 
 
@@ -146,7 +138,7 @@ def with_vendors(make_app, vendors_file):
 ])
 def test_a_registered_vendor_and_product_are_tracked_as_sent(make_app, tmp_path, registry, vendor, product):
     path = tmp_path / "registry.toml"
-    write(path, registry)
+    replace_file(path, registry)
     app = make_app(COLLECTOR_REGISTRY=str(path))
     assert app.test_client().post("/collect/1/1/event", json=event(vendor, product)).status_code == 204
     [record] = sent_by(app)
@@ -191,13 +183,13 @@ def test_vendors_reload_and_a_broken_vendors_table_keeps_the_last_good_ones(with
     caplog.set_level(logging.INFO, logger="app.registry")
     client = with_vendors.test_client()
     assert client.post("/collect/1/1/event", json=event("Acme", "Rockets")).status_code == 400
-    write(vendors_file, VENDORS + '\n[vendors.Acme]\nproducts = ["Rockets"]\n')
+    replace_file(vendors_file, VENDORS + '\n[vendors.Acme]\nproducts = ["Rockets"]\n')
     wait_until(lambda: client.post("/collect/1/1/event", json=event("Acme", "Rockets")).status_code == 204,
                what="the reload")
     assert "registry reloaded" in caplog.text
 
     caplog.clear()
-    write(vendors_file, VENDORS + '\n[vendors.Globex]\nproducts = ["Lamps", " "]\n')  # broken
+    replace_file(vendors_file, VENDORS + '\n[vendors.Globex]\nproducts = ["Lamps", " "]\n')  # broken
     wait_until(lambda: client.post("/collect/1/1/event", json=event("Acme", "Rockets"))
                and "registry not reloaded" in caplog.text, what="the broken file noticed")
     assert "vendor 'Globex': product ' ' must not be blank" in caplog.text
@@ -226,13 +218,13 @@ def test_a_vendor_added_to_the_registry_is_taken_without_a_restart(broker, tmp_p
     aid = new_account(broker)
     path = tmp_path / "registry.toml"
     accounts = f'[accounts.{aid}]\ntrackers = ["1"]\n\n[vendors."Vendor A"]\nproducts = []\n'
-    write(path, accounts)
+    replace_file(path, accounts)
     collector = Collector(broker.servers, tmp_path, env={"COLLECTOR_REGISTRY": str(path)}).start()
     try:
         status, _, body = collector.post_event(event("Acme", "Rockets", instance_id="before"), aid=aid)
         assert (status, json.loads(body)["errors"]) == (400, {"vendor": ["is not registered"]})
         workers = collector.worker_pids()
-        write(path, accounts + '\n[vendors.Acme]\nproducts = ["Rockets"]\n')
+        replace_file(path, accounts + '\n[vendors.Acme]\nproducts = ["Rockets"]\n')
         # Each worker reloads on its own, on a request: poll until every one has, so that
         # from then on any worker takes Acme's events.
         reloaded = r"\[(\d+)\] \[INFO\] app.registry: registry reloaded from "
@@ -260,7 +252,7 @@ def test_a_vendor_added_to_the_registry_is_taken_without_a_restart(broker, tmp_p
 def test_topics_are_created_with_the_configured_partitions_and_only_for_registered_accounts(broker, tmp_path):
     known, unknown = account_id(), account_id()
     path = tmp_path / "registry.toml"
-    write(path, f'[accounts.{known}]\ntrackers = ["1"]\n')
+    replace_file(path, f'[accounts.{known}]\ntrackers = ["1"]\n')
     collector = Collector(broker.servers, tmp_path, env={
         "COLLECTOR_REGISTRY": str(path), "COLLECTOR_TOPIC_PARTITIONS": "3"}).start()
     try:

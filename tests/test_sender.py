@@ -9,44 +9,18 @@ import logging
 from kafka.errors import IllegalStateError, InvalidRecordError, KafkaTimeoutError, UnknownTopicOrPartitionError
 
 from app import deadletter
-from app.delivery import get_pipeline
 from app.log import Log
 from app.segment import Record, records_in
 
-from .conftest import FakeKafkaAdmin, records, settled, wait_until
-
-EVENT = {"action": "view", "object": "form", "vendor": "V", "product": "P"}
-
-
-def post(client, n, aid="1", instance=None):
-    return client.post(f"/collect/{aid}/1/event", json={**EVENT, "instance_id": instance or f"i{n % 3}", "n": n})
-
-
-def started(app):
-    """The app's test client and its pipeline, started (its producer is a fake)."""
-    pipeline = get_pipeline(app)
-    pipeline.start()
-    wait_until(lambda: pipeline.sender.beat, what="the sender's first pass")
-    return app.test_client(), pipeline
-
-
-def numbers(fake, topic="events.1"):
-    return [r["value"]["properties"]["n"] for r in records(fake) if r["topic"] == topic]
-
-
-def first_seen(ns):
-    seen: list[int] = []
-    for n in ns:
-        if n not in seen:
-            seen.append(n)
-    return seen
+from .fakes import FakeKafkaAdmin
+from .helpers import first_seen, numbers, post_numbered, settled, started, wait_until
 
 
 def test_every_204_is_on_disk_before_the_answer(make_app, tmp_path):
     client, pipeline = started(make_app())
     pipeline.sender.producer.mode = "hold"  # Kafka answers nothing
     for n in range(5):
-        assert post(client, n).status_code == 204
+        assert post_numbered(client, n).status_code == 204
     on_disk = Log(str(tmp_path / "other"), 1 << 30, 1 << 20)
     [segment] = pipeline.log.owned()
 
@@ -60,12 +34,12 @@ def test_kafka_fails_mid_stream_and_comes_back_in_order(make_app):
     fake = pipeline.sender.producer
     fake.mode = "hold"
     for n in range(10):
-        assert post(client, n).status_code == 204
+        assert post_numbered(client, n).status_code == 204
     wait_until(lambda: len(fake.held) == 10, what="every event in flight")
     fake.error = KafkaTimeoutError("Batch expired")
     fake.fail_held()  # Kafka fails them all, and what comes next too
     for n in range(10, 20):
-        assert post(client, n).status_code == 204
+        assert post_numbered(client, n).status_code == 204
     wait_until(lambda: pipeline.sender.lanes.by_topic["events.1"].attempts >= 2, what="retries failing")
     fake.mode = "ok"
     settled(pipeline)
@@ -78,7 +52,7 @@ def test_a_topic_kafka_refuses_holds_back_only_its_own_events(make_app, tmp_path
     fake = pipeline.sender.producer
     fake.refuse["events.666"] = InvalidRecordError("the record does not meet the topic's schema")
     for n in range(30):
-        assert post(client, n, aid="666" if n % 2 else "1").status_code == 204
+        assert post_numbered(client, n, aid="666" if n % 2 else "1").status_code == 204
     settled(pipeline)
     assert numbers(fake) == list(range(0, 30, 2))
     [path] = (tmp_path / "spool" / "dead-letter").glob("*.jsonl")
@@ -95,11 +69,11 @@ def test_a_topic_that_keeps_failing_while_others_are_delivered_is_dead_lettered(
     fake = pipeline.sender.producer
     fake.refuse["events.7"] = KafkaTimeoutError("no leader for ever")  # retriable, but it never mends
     for n in range(10):
-        assert post(client, n, aid="7").status_code == 204
+        assert post_numbered(client, n, aid="7").status_code == 204
     others = iter(range(100, 10_000))
 
     def others_flow() -> list[object]:  # account 1's events keep coming and being delivered
-        assert post(client, next(others), aid="1").status_code == 204
+        assert post_numbered(client, next(others), aid="1").status_code == 204
         return list((tmp_path / "spool" / "dead-letter").glob("events.7.jsonl"))
 
     wait_until(others_flow, what="dead letters")
@@ -115,7 +89,7 @@ def test_when_all_of_kafka_fails_nothing_is_dead_lettered(make_app, tmp_path):
     fake = pipeline.sender.producer
     fake.mode, fake.error = "fail", KafkaTimeoutError("Kafka is away")
     for n in range(10):
-        assert post(client, n, aid=str(1 + n % 2)).status_code == 204
+        assert post_numbered(client, n, aid=str(1 + n % 2)).status_code == 204
     wait_until(lambda: all(lane.attempts >= 4 for lane in pipeline.sender.lanes.by_topic.values()), what="long failure")
     fake.mode = "ok"
     settled(pipeline)
@@ -127,13 +101,13 @@ def test_a_missing_or_vanished_topic_is_created_before_its_events_go(make_app):
     FakeKafkaAdmin.missing.add("events.1")
     client, pipeline = started(make_app(COLLECTOR_TOPIC_PARTITIONS=3))
     fake = pipeline.sender.producer
-    assert post(client, 0).status_code == 204
+    assert post_numbered(client, 0).status_code == 204
     settled(pipeline)
     assert FakeKafkaAdmin.topics == {"events.1": (3, -1)}
     FakeKafkaAdmin.topics.clear()  # the broker lost it
     FakeKafkaAdmin.missing.add("events.1")
     fake.refuse["events.1"] = UnknownTopicOrPartitionError()
-    assert post(client, 1).status_code == 204
+    assert post_numbered(client, 1).status_code == 204
     wait_until(lambda: FakeKafkaAdmin.topics, what="the topic created again")
     assert FakeKafkaAdmin.topics == {"events.1": (3, -1)}
     del fake.refuse["events.1"]
@@ -146,11 +120,11 @@ def test_a_new_worker_resumes_a_gone_workers_log_from_its_acknowledged_position(
     client, pipeline = started(first)
     fake = pipeline.sender.producer
     for n in range(5):
-        assert post(client, n).status_code == 204
+        assert post_numbered(client, n).status_code == 204
     settled(pipeline)
     fake.mode = "hold"
     for n in range(5, 10):
-        assert post(client, n).status_code == 204
+        assert post_numbered(client, n).status_code == 204
     wait_until(lambda: len(fake.held) == 5, what="in flight")
     pipeline.close()  # Kafka never answered those five: they stay in the log
     [segment] = (tmp_path / "spool").glob("*.log")
@@ -165,7 +139,7 @@ def test_a_broken_producer_is_replaced_and_nothing_is_lost(make_app):
     broken = pipeline.sender.producer
     broken.raise_on_send = IllegalStateError("producer in a fatal state")
     for n in range(5):
-        assert post(client, n).status_code == 204
+        assert post_numbered(client, n).status_code == 204
     wait_until(lambda: pipeline.sender.producer is not broken, what="a new producer")
     assert broken.closed
     settled(pipeline)
@@ -174,7 +148,7 @@ def test_a_broken_producer_is_replaced_and_nothing_is_lost(make_app):
 
 def test_a_killed_sender_thread_is_logged_reported_and_started_again(make_app, caplog):
     client, pipeline = started(make_app(COLLECTOR_READY_MAX_AGE_MS=1000))
-    assert post(client, 0).status_code == 204
+    assert post_numbered(client, 0).status_code == 204
     settled(pipeline)
     wait_until(lambda: client.get("/readyz").status_code == 200, what="ready")
     thread = pipeline.supervisor.thread("sender")
@@ -184,7 +158,7 @@ def test_a_killed_sender_thread_is_logged_reported_and_started_again(make_app, c
         answer = wait_until(lambda: (r := client.get("/readyz")).status_code == 503 and r.get_json(), what="unready")
     assert "the sender thread died (SystemExit()) and was restarted" in answer["reason"]
     assert "the sender thread died; it starts again" in caplog.text
-    assert post(client, 1).status_code == 204
+    assert post_numbered(client, 1).status_code == 204
     settled(pipeline)
     assert first_seen(numbers(pipeline.sender.producer)) in ([0, 1], [1])  # 0 again only if its ack was not recorded
     wait_until(lambda: client.get("/readyz").status_code == 200, what="ready again")
@@ -197,7 +171,7 @@ def test_not_ready_before_kafka_first_answers(make_app, monkeypatch):
     monkeypatch.setattr(FakeKafkaAdmin, "describe_cluster", no_answer)
     client, pipeline = started(make_app(COLLECTOR_READY_MAX_AGE_MS=600_000))
     pipeline.sender.producer.mode = "hold"
-    assert post(client, 0).status_code == 204
+    assert post_numbered(client, 0).status_code == 204
     answer = wait_until(lambda: "Kafka is away" in (client.get("/readyz").get_json().get("reason") or "")
                         and client.get("/readyz"), what="the probe's answer")
     assert answer.status_code == 503
@@ -221,7 +195,7 @@ def test_with_one_sender_per_host_one_worker_sends_for_all_and_another_takes_ove
     first, second = make_app(COLLECTOR_SENDER="host"), make_app(COLLECTOR_SENDER="host")
     (client1, pipe1), (client2, pipe2) = started(first), started(second)
     for n in range(10):
-        assert post(first.test_client() if n % 2 else second.test_client(), n, instance="i").status_code == 204
+        assert post_numbered(first.test_client() if n % 2 else second.test_client(), n, instance="i").status_code == 204
     elected = wait_until(lambda: next((p for p in (pipe1, pipe2) if p.sender.producer is not None), None),
                          what="one sender elected")
     other = pipe2 if elected is pipe1 else pipe1
@@ -230,7 +204,7 @@ def test_with_one_sender_per_host_one_worker_sends_for_all_and_another_takes_ove
     elected.close()  # its worker exits: the other takes over within a second
     client = (client1, client2)[(pipe1, pipe2).index(other)]
     for n in range(10, 15):
-        assert post(client, n, instance="i").status_code == 204
+        assert post_numbered(client, n, instance="i").status_code == 204
     wait_until(lambda: other.sender.producer is not None and numbers(other.sender.producer)[-5:] == list(range(10, 15)),
                what="the other worker sending")
 
@@ -240,9 +214,9 @@ def test_a_failing_topic_that_fills_the_memory_bound_is_dead_lettered_and_the_ot
     fake = pipeline.sender.producer
     fake.refuse["events.7"] = KafkaTimeoutError("no leader")  # retriable, and it goes on
     for n in range(30):
-        assert post(client, n, aid="7").status_code == 204
+        assert post_numbered(client, n, aid="7").status_code == 204
     for n in range(100, 110):
-        assert post(client, n, aid="1").status_code == 204  # behind the bound, in the log
+        assert post_numbered(client, n, aid="1").status_code == 204  # behind the bound, in the log
     letters = tmp_path / "spool" / "dead-letter" / "events.7.jsonl"
     wait_until(letters.exists, what="the failing topic's events dead-lettered")
     assert "held back while the collector's memory bound (20 events) was full" in letters.read_text()
