@@ -1,4 +1,8 @@
-"""Fixtures: the app on fake Kafka clients (unit tests); a real broker and gunicorn (integration)."""
+"""Fixtures: the app on fake Kafka clients (unit tests); a real broker and gunicorn (integration).
+
+Also the rule that keeps the two apart: a test that needs the broker, or lives in
+tests/integration/, must be marked ``integration`` (``-m "not integration"`` leaves it out).
+"""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
@@ -17,6 +21,22 @@ from dev.events import read_records
 
 from .fakes import FAKE_KAFKA, FakeKafkaAdmin
 from .helpers import Collector, sent_by
+
+INTEGRATION = Path(__file__).resolve().parent / "integration"
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects anything: every test is checked
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Refuse to run a test that needs the broker or lives in tests/integration/ without the
+    ``integration`` marker."""
+    unmarked = [item.nodeid for item in items
+                if ("broker" in getattr(item, "fixturenames", ()) or INTEGRATION in Path(item.path).parents)
+                and item.get_closest_marker("integration") is None]
+    if unmarked:
+        raise pytest.UsageError(
+            "these tests need a real broker or gunicorn (they use the broker fixture or live in tests/integration/) "
+            "but are not marked integration; add pytestmark = pytest.mark.integration:\n  " + "\n  ".join(unmarked))
+
 
 # -- unit: the app on fake Kafka clients ---------------------------------------------------------
 

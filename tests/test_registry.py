@@ -199,6 +199,7 @@ def test_vendors_reload_and_a_broken_vendors_table_keeps_the_last_good_ones(with
 
 # -- with gunicorn and the real broker ------------------------------------------------------
 
+@pytest.mark.integration
 @pytest.mark.parametrize(("text", "problem"), [
     ("[accounts.1]\ntrackers = [\"one\"]\n", "account 1: tracker 'one' must be a positive decimal number or a UUID"),
     (ACCOUNT + '[vendors."Vendor A"]\nproducts = [""]\n', "vendor 'Vendor A': product '' must not be blank"),
@@ -249,6 +250,7 @@ def test_a_vendor_added_to_the_registry_is_taken_without_a_restart(broker, tmp_p
     assert b"before" not in {r.key for r in records}
 
 
+@pytest.mark.integration
 def test_topics_are_created_with_the_configured_partitions_and_only_for_registered_accounts(broker, tmp_path):
     known, unknown = account_id(), account_id()
     path = tmp_path / "registry.toml"
@@ -270,6 +272,7 @@ def test_topics_are_created_with_the_configured_partitions_and_only_for_register
     assert "COLLECTOR_REGISTRY is not set" not in collector.log.read_text()
 
 
+@pytest.mark.integration
 def test_without_a_registry_every_id_is_accepted_and_that_is_logged_once(collector, broker):
     assert collector.post_event(EVENT, aid=account_id())[0] == 204
     assert collector.log.read_text().count("COLLECTOR_REGISTRY is not set") == 1
