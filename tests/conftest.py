@@ -18,9 +18,8 @@ from app.config import Settings
 from app.delivery import get_pipeline
 from dev.broker import Broker
 from dev.events import read_records
-
-from .fakes import FAKE_KAFKA, FakeKafkaAdmin
-from .helpers import Collector, sent_by
+from tests.fakes import FAKE_KAFKA, FakeKafkaAdmin
+from tests.helpers import Collector, sent_by
 
 INTEGRATION = Path(__file__).resolve().parent / "integration"
 

@@ -25,8 +25,7 @@ from werkzeug.test import TestResponse
 from app.delivery import Pipeline, get_pipeline
 from dev.broker import Broker, free_port, wait_for_port
 from dev.events import read_records
-
-from .fakes import FakeKafkaProducer
+from tests.fakes import FakeKafkaProducer
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")

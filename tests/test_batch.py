@@ -1,14 +1,11 @@
 """The batch endpoint and validate-only mode."""
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
 
-from dev.events import read_records
-
-from .helpers import new_account, sent_by
+from tests.helpers import sent_by
 
 EVENT = {"action": "view", "object": "form", "vendor": "V", "product": "P"}
 
@@ -111,22 +108,3 @@ def test_validate_must_be_true_or_false(client, sent):
     assert response.get_json()["message"] == "validate must be true or false, not maybe"
     assert client.post("/collect/1/1/event?validate=false", json=ev(1)).status_code == 204
     assert len(sent()) == 1
-
-
-@pytest.mark.integration
-def test_a_mixed_batch_through_gunicorn_reaches_kafka_in_order(collector, broker):
-    aid = new_account(broker)
-    batch = [ev(i, instance_id="same") if i % 3 else {"action": i} for i in range(30)]
-    status, _, data = collector.request("POST", f"/collect/{aid}/1/events", json.dumps(batch).encode(),
-                                        {"Content-Type": "application/json"})
-    assert status == 200
-    answer = json.loads(data)
-    assert answer["accepted"] == 20 and [r["index"] for r in answer["rejected"]] == list(range(0, 30, 3))
-    status, _, data = collector.request("POST", f"/collect/{aid}/1/events?validate=true",
-                                        json.dumps([ev(99)]).encode(), {"Content-Type": "application/json"})
-    assert status == 200 and json.loads(data)["accepted"] == 1
-    status, _, _ = collector.post_event(ev(100), aid=aid, tid="1")
-    records = read_records(broker.servers, f"events.{aid}", count=21)
-    by_key = [json.loads(r.value)["properties"]["n"] for r in records if r.key == b"same"]
-    assert by_key == [i for i in range(30) if i % 3]  # one key, one partition, in batch order
-    assert sorted(json.loads(r.value)["properties"]["n"] for r in records if r.key != b"same") == [100]

@@ -7,7 +7,7 @@ import zlib
 
 import pytest
 
-from .helpers import sent_by
+from tests.helpers import sent_by
 
 EVENT = {"action": "view", "object": "form", "vendor": "V", "product": "P", "instance_id": "i1"}
 BODY = json.dumps(EVENT).encode()

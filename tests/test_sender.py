@@ -11,9 +11,8 @@ from kafka.errors import IllegalStateError, InvalidRecordError, KafkaTimeoutErro
 from app import deadletter
 from app.log import Log
 from app.segment import Record, records_in
-
-from .fakes import FakeKafkaAdmin
-from .helpers import first_seen, numbers, post_numbered, settled, started, wait_until
+from tests.fakes import FakeKafkaAdmin
+from tests.helpers import first_seen, numbers, post_numbered, settled, started, wait_until
 
 
 def test_every_204_is_on_disk_before_the_answer(make_app, tmp_path):

@@ -16,8 +16,7 @@ import pytest
 
 from dev.broker import Broker
 from dev.events import read_records
-
-from .helpers import Collector, new_account, raw_http
+from tests.helpers import Collector, new_account, raw_http
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,7 @@ import threading
 import pytest
 
 from dev.broker import Broker
-
-from .helpers import FAST, ROOT, Collector, accepted, account_id, keys_in, new_account, wait_until
+from tests.helpers import FAST, ROOT, Collector, accepted, account_id, keys_in, new_account, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -172,3 +171,16 @@ def test_the_drain_command_delivers_the_log_of_a_stopped_collector(tmp_path):
     finally:
         broker.resume()
         broker.stop()
+
+
+def test_sigterm_flushes_what_the_workers_hold(broker, read_topic, tmp_path):
+    aid = new_account(broker)
+    collector = Collector(broker.servers, tmp_path, env={"COLLECTOR_KAFKA_LINGER_MS": "1000"}).start()
+    try:
+        for i in range(30):
+            assert collector.post_event({"action": "a", "object": "o", "vendor": "v", "product": "p",
+                                         "instance_id": str(i)}, aid=aid)[0] == 204
+    finally:
+        assert collector.stop(signal.SIGTERM) == 0
+    assert len(read_topic(f"events.{aid}", count=30)) == 30
+    assert not list((tmp_path / "spool").glob("*.log")), "all acknowledged, so the log is empty"

@@ -27,8 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dev.broker import Broker
 from dev.events import read_records
-
-from .helpers import FAST, ROOT, Collector, accepted, account_id, keys_in, new_account, observe, wait_until
+from tests.helpers import FAST, ROOT, Collector, accepted, account_id, keys_in, new_account, observe, wait_until
 
 pytestmark = pytest.mark.integration
 
