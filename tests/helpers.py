@@ -23,6 +23,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from app.delivery import Pipeline, get_pipeline
+from app.segment import Record, Segment, records_in
 from dev.broker import Broker, free_port, wait_for_port
 from dev.events import read_records
 from tests.fakes import FakeKafkaProducer
@@ -93,6 +94,18 @@ def metric(text: str, name: str) -> float:
     """One sample's value from Prometheus' text format (0 when absent)."""
     found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
     return float(found.group(1)) if found else 0.0
+
+
+# -- the log on disk ----------------------------------------------------------------------------
+
+def log_record(i: int, topic: str = "events.1") -> Record:
+    """Record number ``i`` as the log holds it (a key with a newline in it, a small JSON value)."""
+    return Record(topic, f"key\n{i}".encode(), b'{"n": %d}' % i, 1_700_000_000.5 + i)
+
+
+def read_all(segment: Segment, offset: int = 0) -> list[Record | None]:
+    """The records of ``segment`` from ``offset``; a damaged one is None, and the last."""
+    return [r for _, r, _ in records_in(segment, offset)]
 
 
 # -- an app against fake Kafka clients ----------------------------------------------------------

@@ -1,4 +1,5 @@
-"""kafka-python as the collector sets it up: its settings, and no topic created behind its back."""
+"""kafka-python as the collector sets it up (app/kafka_client.py): its settings, and what an
+error means."""
 from __future__ import annotations
 
 import pytest

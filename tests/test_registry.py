@@ -1,4 +1,5 @@
-"""The registry of accounts, trackers and vendors, and the topics the collector creates for them."""
+"""The registry (app/registry.py): unknown accounts and trackers are 404s, unregistered vendors and
+products 400s; the file is reloaded when it changes, and a broken one stops the start."""
 from __future__ import annotations
 
 import logging
@@ -8,9 +9,8 @@ import pytest
 
 from app.registry import RegistryError
 from tests.fakes import FakeKafkaAdmin
-from tests.helpers import replace_file, sent_by, wait_until
+from tests.helpers import EVENT, ONE_ACCOUNT, replace_file, sent_by, vendor_event, wait_until
 
-EVENT = {"action": "view", "object": "form", "vendor": "V", "product": "P", "instance_id": "i1"}
 UUID = "3f2504e0-4f89-11d3-9a0c-0305e82c3301"
 
 
@@ -68,9 +68,6 @@ def test_the_registry_reloads_when_its_file_changes(registered, registry_file, c
     assert client.post("/collect/1/4/event", json=EVENT).status_code == 404
 
 
-ACCOUNT = '[accounts.1]\ntrackers = ["1"]\n'
-
-
 @pytest.mark.parametrize(("text", "problem"), [
     (None, "No such file or directory"),
     ("[accounts.1\n", "not valid TOML"),
@@ -78,14 +75,15 @@ ACCOUNT = '[accounts.1]\ntrackers = ["1"]\n'
     ("[accounts.x]\ntrackers = [\"1\"]\n", "account 'x' must be a positive decimal number or a UUID"),
     ("[accounts.1]\ntrackers = [1]\n", "account 1: tracker 1 must be a string"),
     ("accounts = 3\n", "needs an [accounts.<id>] table per account"),
-    ("vendors = 3\n" + ACCOUNT, 'needs a [vendors."<name>"] table per vendor'),
-    (ACCOUNT + '[vendors."Vendor A"]\n',
+    ("vendors = 3\n" + ONE_ACCOUNT, 'needs a [vendors."<name>"] table per vendor'),
+    (ONE_ACCOUNT + '[vendors."Vendor A"]\n',
      """vendor 'Vendor A' needs products = ["<name>", ...] (or [] for any product)"""),
-    (ACCOUNT + '[vendors."Vendor A"]\nproducts = "Chat"\n', "vendor 'Vendor A' needs products = "),
-    (ACCOUNT + "[vendors]\nAcme = 3\n", "vendor 'Acme' needs products = "),
-    (ACCOUNT + '[vendors." "]\nproducts = []\n', "vendor ' ' must not be blank"),
-    (ACCOUNT + '[vendors."Vendor A"]\nproducts = ["Chat", 1]\n', "vendor 'Vendor A': product 1 must be a string"),
-    (ACCOUNT + '[vendors."Vendor A"]\nproducts = ["Chat", ""]\n', "vendor 'Vendor A': product '' must not be blank"),
+    (ONE_ACCOUNT + '[vendors."Vendor A"]\nproducts = "Chat"\n', "vendor 'Vendor A' needs products = "),
+    (ONE_ACCOUNT + "[vendors]\nAcme = 3\n", "vendor 'Acme' needs products = "),
+    (ONE_ACCOUNT + '[vendors." "]\nproducts = []\n', "vendor ' ' must not be blank"),
+    (ONE_ACCOUNT + '[vendors."Vendor A"]\nproducts = ["Chat", 1]\n', "vendor 'Vendor A': product 1 must be a string"),
+    (ONE_ACCOUNT + '[vendors."Vendor A"]\nproducts = ["Chat", ""]\n',
+     "vendor 'Vendor A': product '' must not be blank"),
 ])
 def test_a_broken_file_at_start_up_stops_the_service(make_app, tmp_path, text, problem):
     path = tmp_path / "registry.toml"
@@ -99,17 +97,13 @@ def test_a_broken_file_at_start_up_stops_the_service(make_app, tmp_path, text, p
 
 # -- vendors and products ------------------------------------------------------------------
 
-VENDORS = ACCOUNT + '''
+VENDORS = ONE_ACCOUNT + '''
 [vendors."Vendor A"]
 products = ["Product 1", "Chat"]
 
 [vendors."Vendor B"]
 products = []
 '''
-
-
-def event(vendor: str, product: str, **extra) -> dict:
-    return {**EVENT, "vendor": vendor, "product": product, **extra}
 
 
 @pytest.fixture
@@ -128,14 +122,14 @@ def with_vendors(make_app, vendors_file):
     (VENDORS, "Vendor A", "Product 1"),
     (VENDORS, "Vendor A", "Chat"),
     (VENDORS, "Vendor B", "anything at all"),  # an empty list takes any product
-    (ACCOUNT, "vendor  a", "whatever"),  # no [vendors] table: anything goes, as before it existed
-    ("vendors = {}\n" + ACCOUNT, "vendor  a", "whatever"),  # nor does an empty one list any vendor
+    (ONE_ACCOUNT, "vendor  a", "whatever"),  # no [vendors] table: anything goes, as before it existed
+    ("vendors = {}\n" + ONE_ACCOUNT, "vendor  a", "whatever"),  # nor does an empty one list any vendor
 ])
 def test_a_registered_vendor_and_product_are_tracked_as_sent(make_app, tmp_path, registry, vendor, product):
     path = tmp_path / "registry.toml"
     replace_file(path, registry)
     app = make_app(COLLECTOR_REGISTRY=str(path))
-    assert app.test_client().post("/collect/1/1/event", json=event(vendor, product)).status_code == 204
+    assert app.test_client().post("/collect/1/1/event", json=vendor_event(vendor, product)).status_code == 204
     [record] = sent_by(app)
     assert (record["value"]["vendor"], record["value"]["product"]) == (vendor, product)
 
@@ -153,18 +147,19 @@ def test_a_registered_vendor_and_product_are_tracked_as_sent(make_app, tmp_path,
 ])
 def test_an_unregistered_vendor_or_product_is_refused_and_queues_nothing(with_vendors, vendor, product, field, why):
     client = with_vendors.test_client()
-    response = client.post("/collect/1/1/event", json=event(vendor, product))
+    response = client.post("/collect/1/1/event", json=vendor_event(vendor, product))
     assert response.status_code == 400
     assert response.get_json() == {"code": 400, "message": f"the event was not tracked: {field} {why}",
                                    "errors": {field: [why]}}
-    checked = client.post("/collect/1/1/event?validate=true", json=event(vendor, product))
+    checked = client.post("/collect/1/1/event?validate=true", json=vendor_event(vendor, product))
     assert (checked.status_code, checked.get_json()) == (400, response.get_json())
     assert sent_by(with_vendors) == []
 
 
 def test_in_a_batch_an_unregistered_vendor_is_rejected_alone_with_its_index(with_vendors):
     client = with_vendors.test_client()
-    batch = [event("Vendor A", "Chat", n=0), event("Vendor  A", "Chat", n=1), event("Vendor B", "Mail", n=2)]
+    batch = [vendor_event("Vendor A", "Chat", n=0), vendor_event("Vendor  A", "Chat", n=1),
+             vendor_event("Vendor B", "Mail", n=2)]
     rejected = [{"index": 1, "errors": {"vendor": ['is not registered (did you mean "Vendor A"?)']}}]
     checked = client.post("/collect/1/1/events?validate=true", json=batch).get_json()
     assert (checked["accepted"], checked["rejected"]) == (2, rejected)
@@ -177,19 +172,17 @@ def test_in_a_batch_an_unregistered_vendor_is_rejected_alone_with_its_index(with
 def test_vendors_reload_and_a_broken_vendors_table_keeps_the_last_good_ones(with_vendors, vendors_file, caplog):
     caplog.set_level(logging.INFO, logger="app.registry")
     client = with_vendors.test_client()
-    assert client.post("/collect/1/1/event", json=event("Acme", "Rockets")).status_code == 400
+    assert client.post("/collect/1/1/event", json=vendor_event("Acme", "Rockets")).status_code == 400
     replace_file(vendors_file, VENDORS + '\n[vendors.Acme]\nproducts = ["Rockets"]\n')
-    wait_until(lambda: client.post("/collect/1/1/event", json=event("Acme", "Rockets")).status_code == 204,
+    wait_until(lambda: client.post("/collect/1/1/event", json=vendor_event("Acme", "Rockets")).status_code == 204,
                what="the reload")
     assert "registry reloaded" in caplog.text
 
     caplog.clear()
     replace_file(vendors_file, VENDORS + '\n[vendors.Globex]\nproducts = ["Lamps", " "]\n')  # broken
-    wait_until(lambda: client.post("/collect/1/1/event", json=event("Acme", "Rockets"))
+    wait_until(lambda: client.post("/collect/1/1/event", json=vendor_event("Acme", "Rockets"))
                and "registry not reloaded" in caplog.text, what="the broken file noticed")
     assert "vendor 'Globex': product ' ' must not be blank" in caplog.text
-    assert client.post("/collect/1/1/event", json=event("Acme", "Rockets")).status_code == 204  # the last good one
-    assert client.post("/collect/1/1/event", json=event("Globex", "Lamps")).status_code == 400
-
-
-# -- with gunicorn and the real broker ------------------------------------------------------
+    # the last good one:
+    assert client.post("/collect/1/1/event", json=vendor_event("Acme", "Rockets")).status_code == 204
+    assert client.post("/collect/1/1/event", json=vendor_event("Globex", "Lamps")).status_code == 400
