@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from app.cors import refused
 from tests.helpers import EVENT, sent_by
 
 BODY = json.dumps(EVENT).encode()
@@ -55,3 +56,16 @@ def test_restricted_origins(make_app):
     server_to_server = client.post("/collect/1/1/event", json=EVENT)  # no Origin: not a browser
     assert server_to_server.status_code == 204
     assert len(sent_by(app)) == 2
+
+
+@pytest.mark.parametrize(("origin", "origins", "is_refused"), [
+    (None, "*", False),  # not a browser
+    (PAGE, "*", False),
+    (None, (PAGE,), False),
+    (PAGE, (PAGE, "https://www.example.com"), False),
+    ("http://evil.example", (PAGE,), True),
+    (PAGE + ":8080", (PAGE,), True),  # another port is another origin
+    ("https://shop.example", (PAGE,), True),  # and another scheme
+])
+def test_which_origins_are_refused(origin, origins, is_refused):
+    assert refused(origin, origins) is is_refused

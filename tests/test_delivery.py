@@ -6,7 +6,7 @@ import json
 
 from app.log import Log
 from app.segment import decode
-from tests.helpers import numbered, post_numbered, sent_by, started
+from tests.helpers import EVENT, numbered, post_numbered, sent_by, started
 
 
 def test_every_204_is_on_disk_before_the_answer(make_app):
@@ -43,3 +43,10 @@ def test_with_the_log_unwritable_a_batch_is_refused_whole(make_app, unwritable_s
     response = client.post("/collect/1/1/events", json=[numbered(i) for i in range(3)])
     assert response.status_code == 503
     assert response.get_json()["message"].startswith("none of the 3 events was tracked: the log on disk cannot keep")
+
+
+def test_events_go_to_the_topic_the_template_names_keyed_by_instance(make_app):
+    app = make_app(COLLECTOR_TOPIC_TEMPLATE="tracking-{aid}-v1")
+    assert app.test_client().post("/collect/007/1/event", json={**EVENT, "instance_id": "chat-9"}).status_code == 204
+    [record] = sent_by(app)
+    assert (record["topic"], record["key"]) == ("tracking-7-v1", "chat-9")

@@ -3,14 +3,16 @@ actions, the schemas' properties (Hypothesis), and the limits on an event's size
 from __future__ import annotations
 
 import json
+import re
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from marshmallow import ValidationError
 
-from app.event import Limits, make_event
-from tests.helpers import EVENT, REQUIRED
+from app.event import Limits, make_event, now_rfc3339
+from tests.helpers import EVENT, REQUIRED, sent_by
 
 
 @pytest.mark.parametrize(("body", "instance_id", "properties"), [
@@ -113,3 +115,25 @@ def test_limits(client, sent, body, status, errors):
     assert answer["code"] == status and answer["message"]
     assert answer.get("errors") == errors
     assert sent() == []
+
+
+@pytest.mark.parametrize(("setting", "value", "extra", "errors"), [
+    ("COLLECTOR_MAX_DEPTH", 2, {"p": {"q": {"r": 1}}}, {"p.q": ["is nested deeper than 2 levels"]}),
+    ("COLLECTOR_MAX_FIELDS", 10, {f"f{i}": i for i in range(6)}, {"_schema": ["has more than 10 fields"]}),
+    ("COLLECTOR_MAX_STRING", 64, {"note": "x" * 65}, {"note": ["is longer than 64 characters"]}),
+    ("COLLECTOR_MAX_KEY", 8, {"k" * 9: 1}, {"_schema": ["has a key longer than 8 characters"]}),
+])
+def test_the_limits_are_the_settings(make_app, setting, value, extra, errors):
+    app = make_app(**{setting: value})
+    response = app.test_client().post("/collect/1/1/event", json={**EVENT, **extra})
+    assert (response.status_code, response.get_json()["errors"]) == (400, errors)
+    assert sent_by(app) == []
+
+
+def test_received_at_is_now_in_utc_to_the_millisecond():
+    before = datetime.now(UTC)
+    text = now_rfc3339()
+    after = datetime.now(UTC)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", text)
+    received = datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    assert before - timedelta(milliseconds=1) <= received <= after

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from app.ids import canonical_id
 from tests.helpers import EVENT
 
 
@@ -36,3 +37,18 @@ def test_malformed_ids_are_404(client, sent, path, field):
         assert body["errors"] == {field: ["must be a positive decimal number or a UUID"]}
         assert body["message"] == f"no such collect path: {field} must be a positive decimal number or a UUID"
     assert sent() == []
+
+
+UUID = "3f2504e0-4f89-11d3-9a0c-0305e82c3301"
+
+
+@pytest.mark.parametrize(("value", "canonical"), [
+    ("1", "1"), ("42", "42"), ("007", "7"), ("0" * 20 + "1", "1"), ("9" * 20, "9" * 20),
+    (UUID, UUID), (UUID.upper(), UUID),
+    ("0", None), ("000", None), ("-1", None), ("+1", None), ("1.5", None), ("1e3", None), ("0x1", None),
+    ("1" + "0" * 20, None), ("0" * 21 + "1", None), (" 1", None), ("1\n", None), ("", None),
+    ("\u0661\u0662", None), ("\uff11", None),  # Arabic-Indic and fullwidth digits
+    (UUID.replace("-", ""), None), ("{" + UUID + "}", None), (UUID[:-1] + "g", None), (UUID + "0", None),
+])
+def test_an_id_has_one_spelling_or_none(value, canonical):
+    assert canonical_id(value) == canonical
