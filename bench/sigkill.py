@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dev.broker import Broker  # noqa: E402
 from dev.events import read_records  # noqa: E402
-from tests.conftest import Collector  # noqa: E402
+from tests.helpers import Collector  # noqa: E402
 
 LOAD_S = 2.0  # of load before the kill, and again after it
 DELIVERY_WAIT_S = 60.0

@@ -1,4 +1,5 @@
-"""The collect route against a fake Kafka producer: the record it makes, and every refusal."""
+"""The collect routes (app/collect.py) through the Flask client, on fake Kafka clients: the
+record an event becomes, batches, validate-only, and every refusal of a bad request."""
 from __future__ import annotations
 
 import re
@@ -6,13 +7,12 @@ from typing import Any
 
 import pytest
 
-EVENT = {"action": "view", "object": "form", "vendor": "Vendor A", "product": "Product 1",
-         "instance_id": "abc123"}
-REQUIRED = ("action", "object", "vendor", "product", "instance_id")
+from tests.helpers import EVENT, REQUIRED, numbered
 
 
 def test_event_is_queued_as_the_internal_record(client, sent):
-    body = {**EVENT, "label": "viewed the form", "score": 1.5,
+    body = {"action": "view", "object": "form", "vendor": "Vendor A", "product": "Product 1",
+            "instance_id": "abc123", "label": "viewed the form", "score": 1.5,
             "page": {"url": "https://example.com/a"}, "tags": ["x", 1, None], "n": 7}
     response = client.post("/collect/1/2/event", json=body,
                            headers={"User-Agent": "curl/8.0", "Referer": "https://example.com/"})
@@ -34,46 +34,6 @@ def test_event_is_queued_as_the_internal_record(client, sent):
         "standard_action": True,
         "context": {"ip": "127.0.0.1", "user_agent": "curl/8.0", "referer": "https://example.com/"},
     }
-
-
-@pytest.mark.parametrize(("aid", "tid", "account_id", "tracker_id"), [
-    ("42", "7", "42", "7"),
-    ("007", "0010", "7", "10"),
-    ("3F2504E0-4F89-11D3-9A0C-0305E82C3301", "1", "3f2504e0-4f89-11d3-9a0c-0305e82c3301", "1"),
-])
-def test_ids_are_stored_in_one_spelling(client, sent, aid, tid, account_id, tracker_id):
-    assert client.post(f"/collect/{aid}/{tid}/event", json=EVENT).status_code == 204
-    [record] = sent()
-    assert record["topic"] == f"events.{account_id}"
-    assert (record["value"]["account_id"], record["value"]["tracker_id"]) == (account_id, tracker_id)
-
-
-@pytest.mark.parametrize(("body", "instance_id", "properties"), [
-    ({**EVENT, "instance_id": "chat-9"}, "chat-9", {}),
-    ({k: v for k, v in EVENT.items() if k != "instance_id"} | {"instanceID": "chat-9"}, "chat-9", {}),
-])
-def test_sdk_spelling_of_instance_id(client, sent, body, instance_id, properties):
-    assert client.post("/collect/1/1/event", json=body).status_code == 204
-    [record] = sent()
-    assert record["key"] == instance_id
-    assert record["value"]["instance_id"] == instance_id
-    assert record["value"]["properties"] == properties
-
-
-@pytest.mark.parametrize(("action", "standard"), [("view", True), ("Submit", True), ("chatted", False)])
-def test_custom_actions_are_kept_and_flagged(client, sent, action, standard):
-    assert client.post("/collect/1/1/event", json={**EVENT, "action": action}).status_code == 204
-    [record] = sent()
-    assert (record["value"]["action"], record["value"]["standard_action"]) == (action, standard)
-
-
-@pytest.mark.parametrize("content_type", [None, "text/plain;charset=UTF-8", "application/json; charset=utf-8"])
-def test_accepted_content_types(client, sent, content_type):
-    headers = {"Content-Type": content_type} if content_type else {}
-    response = client.post("/collect/1/1/event", data=b'{"action":"view","object":"form","vendor":"V",'
-                           b'"product":"P","instance_id":"i"}', headers=headers)
-    assert response.status_code == 204
-    assert len(sent()) == 1
 
 
 def _without(field: str) -> dict[str, Any]:
@@ -136,30 +96,80 @@ def test_bad_input_is_refused_and_not_queued(app, client, sent, request_kwargs, 
     assert sent() == []
 
 
-BAD_PATHS = [
-    ("/collect/abc/1/event", "aid"), ("/collect/1/abc/event", "tid"), ("/collect/0/1/event", "aid"),
-    ("/collect/-1/1/event", "aid"), ("/collect/1.5/1/event", "aid"), ("/collect/%D9%A1%D9%A2/1/event", "aid"),
-    ("/collect/1/3f2504e04f8911d39a0c0305e82c3301/event", "tid"), ("/collect/123456789012345678901/1/event", "aid"),
-    ("/collect/1%0A/1/event", "aid"), ("/collect/..%2F1/1/event", None), ("/collect/1/1/eventz", None),
-]
+# -- batches and validate-only ----------------------------------------------------------------
+
+def test_a_mixed_batch_queues_the_valid_events_in_order(client, sent):
+    batch = [numbered(0), {"action": "view"}, numbered(1), "not an event", numbered(2, score=True), numbered(3)]
+    response = client.post("/collect/1/1/events", json=batch, headers={"User-Agent": "backend/2"})
+    assert response.status_code == 200
+    assert response.get_json() == {"accepted": 3, "rejected": [
+        {"index": 1, "errors": {"instance_id": ["is required"], "object": ["is required"],
+                                "product": ["is required"], "vendor": ["is required"]}},
+        {"index": 3, "errors": {"_schema": ["must be a JSON object, not str"]}},
+        {"index": 4, "errors": {"score": ["must be a number"]}},
+    ]}
+    records = sent()
+    assert [r["value"]["properties"]["n"] for r in records] == [0, 1, 3]
+    assert len({r["value"]["event_id"] for r in records}) == 3
+    assert all(r["value"]["context"] == {"ip": "127.0.0.1", "user_agent": "backend/2"} for r in records)
 
 
-@pytest.mark.parametrize(("path", "field"), BAD_PATHS)
-def test_malformed_ids_are_404(client, sent, path, field):
-    response = client.post(path, json=EVENT)
-    assert response.status_code == 404
+def test_a_batch_with_no_valid_event_queues_nothing(client, sent):
+    response = client.post("/collect/1/1/events", json=[{}, 1])
+    assert response.status_code == 200
+    assert response.get_json()["accepted"] == 0
+    assert [r["index"] for r in response.get_json()["rejected"]] == [0, 1]
+    assert sent() == []
+
+
+@pytest.mark.parametrize(("body", "status", "message"), [
+    ([], 400, "the batch is empty: send at least one event"),
+    (numbered(0), 400, "the body must be a JSON array of events, not dict"),
+    ([numbered(i) for i in range(101)], 400, "the batch holds 101 events; at most 100 are allowed"),
+    ([numbered(i, pad="x" * 1000) for i in range(70)], 413, "the body is larger than the limit of 65536 bytes"),
+])
+def test_batch_limits(client, sent, body, status, message):
+    response = client.post("/collect/1/1/events", json=body)
+    assert response.status_code == status
+    assert response.get_json() == {"code": status, "message": message}
+    assert sent() == []
+
+
+UUID4 = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
+
+
+def test_validate_only_shows_the_record_and_queues_nothing(client, sent):
+    response = client.post("/collect/007/2/event?validate=true", json=numbered(5, label="x"))
+    assert response.status_code == 200
+    shown = response.get_json()
+    assert shown["topic"] == "events.7" and shown["key"] == "i5"
+    event = shown["value"]
+    assert re.fullmatch(UUID4, event.pop("event_id"))
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", event.pop("received_at"))
+    assert event == {"schema_version": 1, "account_id": "7", "tracker_id": "2", "action": "view",
+                     "object": "form", "vendor": "V", "product": "P", "instance_id": "i5", "label": "x",
+                     "properties": {"n": 5}, "standard_action": True,
+                     "context": {"ip": "127.0.0.1", "user_agent": "Werkzeug/3.1.9"}}
+    bad = client.post("/collect/1/1/event?validate=true", json={"action": ""})
+    real = client.post("/collect/1/1/event", json={"action": ""})
+    assert bad.status_code == real.status_code == 400
+    assert bad.get_json() == real.get_json()
+    assert sent() == []
+
+
+def test_validate_only_on_a_batch(client, sent):
+    response = client.post("/collect/1/1/events?validate=true", json=[numbered(0), {}, numbered(1)])
+    assert response.status_code == 200
     body = response.get_json()
-    assert body["code"] == 404
-    if field:
-        assert body["errors"] == {field: ["must be a positive decimal number or a UUID"]}
-        assert body["message"] == f"no such collect path: {field} must be a positive decimal number or a UUID"
+    assert body["accepted"] == 2 and [r["index"] for r in body["rejected"]] == [1]
+    assert [e["value"]["instance_id"] for e in body["events"]] == ["i0", "i1"]
+    assert [e["topic"] for e in body["events"]] == ["events.1", "events.1"]
     assert sent() == []
 
 
-@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH"])
-def test_wrong_method_is_405_with_allow(client, sent, method):
-    response = client.open("/collect/1/1/event", method=method, json=EVENT)
-    assert response.status_code == 405
-    assert set(response.headers["Allow"].split(", ")) == {"POST", "OPTIONS"}
-    assert response.get_json()["message"].startswith(f"{method} is not allowed here")
-    assert sent() == []
+def test_validate_must_be_true_or_false(client, sent):
+    response = client.post("/collect/1/1/event?validate=maybe", json=numbered(0))
+    assert response.status_code == 400
+    assert response.get_json()["message"] == "validate must be true or false, not maybe"
+    assert client.post("/collect/1/1/event?validate=false", json=numbered(1)).status_code == 204
+    assert len(sent()) == 1

@@ -1,199 +1,52 @@
-"""What a 204 promises, end to end: broker outages, a stalled broker, SIGTERM, a full disk.
-
-Each test counts the events answered 204 (by their unique instance_id, the record key)
-against the records found in Kafka. Requests are guarded against hangs by the client's
-socket timeout; their durations are printed, never asserted.
-"""
+"""Delivery as the app sees it (app/delivery.py): every 204 is on disk before the answer; events
+the log cannot keep, all of a batch or none, are a 503."""
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import subprocess
-import sys
-import threading
+import json
 
-import pytest
-
-from dev.broker import Broker
-from dev.events import read_records
-
-from .conftest import ROOT, Collector, wait_until
-from .test_integration import account_id, new_account
-
-pytestmark = pytest.mark.integration
-
-# Short Kafka timeouts so that failures show within a test's time.
-FAST = {"COLLECTOR_KAFKA_DELIVERY_TIMEOUT_MS": "4000", "COLLECTOR_KAFKA_MAX_BLOCK_MS": "500",
-        "COLLECTOR_SPOOL_REPLAY_MS": "200"}
+from app.log import Log
+from app.segment import decode
+from tests.helpers import EVENT, numbered, post_numbered, sent_by, started
 
 
-def keys_found(broker: Broker, topic: str, expected: set[str], timeout: float = 60) -> set[str]:
-    """The record keys of ``topic``, read until all of ``expected`` are there or ``timeout`` passes."""
-    found: set[str] = set()
-
-    def all_there() -> bool:
-        found.update(r.key.decode() for r in read_records(broker.servers, topic, timeout=5))
-        return expected <= found
-
-    with contextlib.suppress(AssertionError):  # the caller compares what was found
-        wait_until(all_there, timeout=timeout, what="every 204'd event in Kafka")
-    return found
-
-
-def report(name: str, results: dict[str, tuple[int, float]], collector: Collector) -> None:
-    durations = sorted(d for _, d in results.values())
-    statuses = {s: sum(1 for st, _ in results.values() if st == s) for s, _ in results.values()}
-    print(f"\n{name}: statuses {statuses}, request ms: median {durations[len(durations) // 2] * 1000:.1f}, "
-          f"p99 {durations[int(len(durations) * 0.99)] * 1000:.1f}, max {durations[-1] * 1000:.0f}, "
-          f"over 100 ms: {sum(d > 0.1 for d in durations)}; in gunicorn at most {collector.slowest_request_ms()} ms")
+def test_every_204_is_on_disk_before_the_answer(make_app):
+    client, pipeline = started(make_app())
+    pipeline.sender.producer.mode = "hold"  # Kafka answers nothing
+    for n in range(5):
+        assert post_numbered(client, n).status_code == 204
+    [segment] = pipeline.log.owned()
+    data, offset, on_disk = segment.path.read_bytes(), 0, []  # the file, not what the worker remembers
+    while (found := decode(data, offset))[0] is not None:
+        record, offset = found
+        on_disk.append(json.loads(record.value)["properties"]["n"])
+    assert (on_disk, offset) == (list(range(5)), len(data))
+    another = Log(str(pipeline.log.dir), 1 << 30, 1 << 20)  # another worker's log, on the same directory
+    assert another.paths() == [segment.path]
+    another.adopt()
+    assert another.owned() == []  # the worker holds it: no other sender takes it
 
 
-def accepted(results: dict[str, tuple[int, float]]) -> set[str]:
-    return {key for key, (status, _) in results.items() if status == 204}
+def test_a_batch_the_log_cannot_keep_is_queued_not_at_all(make_app):
+    app = make_app(COLLECTOR_SPOOL_MAX_BYTES=1024**2, COLLECTOR_MAX_BODY_BYTES=900 * 1024)
+    client = app.test_client()
+    first = [numbered(i, pad="x" * 8000) for i in range(90)]  # 90 events of 8 kB, then 40 more: over the log's 1 MiB
+    assert client.post("/collect/1/1/events", json=first).get_json()["accepted"] == 90
+    response = client.post("/collect/1/1/events", json=[numbered(i, pad="x" * 8000) for i in range(90, 130)])
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "1"
+    assert response.get_json()["message"].startswith("none of the 40 events was tracked: the log on disk cannot keep")
+    assert [r["value"]["properties"]["n"] for r in sent_by(app)] == list(range(90))
 
 
-def no_loss_logged(collector: Collector) -> None:
-    assert " LOST" not in collector.log.read_text()
+def test_with_the_log_unwritable_a_batch_is_refused_whole(make_app, unwritable_spool):
+    client = make_app(COLLECTOR_SPOOL_DIR=unwritable_spool).test_client()
+    response = client.post("/collect/1/1/events", json=[numbered(i) for i in range(3)])
+    assert response.status_code == 503
+    assert response.get_json()["message"].startswith("none of the 3 events was tracked: the log on disk cannot keep")
 
 
-def test_broker_down_at_start_then_started(tmp_path):
-    broker = Broker()  # its port is chosen, nothing listens there yet
-    collector = Collector(broker.servers, tmp_path, env=FAST).start()
-    try:
-        aid = account_id()
-        results = collector.post_many(aid, (f"down-{i}" for i in range(300)))
-        report("broker down at start", results, collector)
-        assert accepted(results) == set(results), "the spool is writable: every event is kept"
-        with broker:
-            broker.create_topic(f"events.{aid}")  # before the collector's workers race to
-            found = keys_found(broker, f"events.{aid}", set(results))
-            assert accepted(results) <= found
-            wait_until(lambda: not list((tmp_path / "spool").glob("*.log")), what="the log emptied")
-    finally:
-        collector.stop()
-    no_loss_logged(collector)
-
-
-def test_sigterm_mid_load_with_a_stalled_broker(tmp_path):
-    broker = Broker().start()
-    spool = tmp_path / "spool"
-    env = {**FAST, "COLLECTOR_SHUTDOWN_FLUSH_MS": "1500", "COLLECTOR_MAX_PENDING": "100"}
-    collector = Collector(broker.servers, tmp_path, env=env).start()
-    aid = new_account(broker)
-    results: dict[str, tuple[int, float]] = {}
-    try:
-        results.update(collector.post_many(aid, (f"warm-{i}" for i in range(50))))
-        broker.pause()
-        stop = threading.Event()
-
-        def load() -> None:
-            i = 0
-            while not stop.is_set() and i < 5000:
-                results.update(collector.post_many(aid, (f"load-{i + j}" for j in range(20))))
-                i += 20
-
-        loader = threading.Thread(target=load)
-        loader.start()
-        wait_until(lambda: len(results) >= 300, timeout=60, what="load under way")
-        assert collector.stop(signal.SIGTERM) == 0
-        stop.set()
-        loader.join(60)
-        report("SIGTERM with a stalled broker", results, collector)
-        assert list(spool.glob("*.log")), "what the stalled broker did not acknowledge stays in the log"
-        broker.resume()
-        restarted = Collector(broker.servers, tmp_path, env=FAST).start()
-        try:
-            found = keys_found(broker, f"events.{aid}",
-                               accepted(results))
-            assert accepted(results) <= found
-            assert len(accepted(results)) >= 300
-            wait_until(lambda: not list(spool.glob("*.log")), what="the log emptied")
-        finally:
-            restarted.stop()
-        no_loss_logged(restarted)
-    finally:
-        broker.stop()
-    no_loss_logged(collector)
-
-
-def test_log_unwritable_answers_503_at_once(tmp_path, unwritable_spool):
-    broker = Broker().start()
-    collector = Collector(broker.servers, tmp_path, env={**FAST, "COLLECTOR_SPOOL_DIR": unwritable_spool}).start()
-    try:
-        aid = new_account(broker)
-        results = collector.post_many(aid, (f"full-{i}" for i in range(50)))
-        report("log unwritable", results, collector)
-        assert {status for status, _ in results.values()} == {503}
-        status, headers, body = collector.post_event(
-            {"action": "a", "object": "o", "vendor": "v", "product": "p", "instance_id": "x"})
-        assert (status, headers["Retry-After"]) == (503, "1")
-        assert b"the log on disk cannot keep it" in body
-        assert "the log cannot be written" in collector.log.read_text()
-    finally:
-        collector.stop()
-        broker.stop()
-
-
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 512 KiB file system (tmpfs) for the log: a disk that fills."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small file system needs root (CI runs as root)")
-    mount = tmp_path / "small-disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount)], check=True)
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=True)
-
-
-def test_a_full_disk_answers_503_and_every_204_arrives_once_there_is_room(tmp_path, small_disk):
-    broker = Broker().start()
-    env = {**FAST, "COLLECTOR_SPOOL_DIR": str(small_disk), "COLLECTOR_SPOOL_SEGMENT_BYTES": str(1024**2)}
-    collector = Collector(broker.servers, tmp_path, env=env).start()
-    try:
-        aid = new_account(broker)
-        broker.pause()  # nothing is acknowledged, so nothing leaves the disk, and it fills
-        pad = "x" * 4000
-        results: dict[str, tuple[int, float]] = {}
-        for i in range(400):
-            status = collector.post_event({"action": "a", "object": "o", "vendor": "v", "product": "p",
-                                           "instance_id": f"disk-{i}", "pad": pad}, aid=aid)[0]
-            results[f"disk-{i}"] = (status, 0.0)
-        statuses = [status for status, _ in results.values()]
-        assert 503 in statuses and 204 in statuses, statuses
-        broker.resume()
-        found = keys_found(broker, f"events.{aid}", accepted(results))
-        assert accepted(results) <= found
-        wait_until(lambda: collector.post_event({"action": "a", "object": "o", "vendor": "v", "product": "p",
-                                                 "instance_id": "after"}, aid=aid)[0] == 204,
-                   what="room on the disk again")
-    finally:
-        broker.resume()
-        collector.stop()
-        broker.stop()
-    no_loss_logged(collector)
-
-
-def test_the_drain_command_delivers_the_log_of_a_stopped_collector(tmp_path):
-    """A host being retired: its collector stopped with events still in the log, the command sends them."""
-    broker = Broker().start()
-    spool = tmp_path / "spool"
-    collector = Collector(broker.servers, tmp_path, env={**FAST, "COLLECTOR_SHUTDOWN_FLUSH_MS": "500"}).start()
-    try:
-        aid = new_account(broker)
-        broker.pause()  # nothing is acknowledged: it all stays in the log
-        results = collector.post_many(aid, (f"retire-{i}" for i in range(60)))
-        assert accepted(results) == set(results)
-        assert collector.stop(signal.SIGTERM) == 0
-        assert list(spool.glob("*.log"))
-        broker.resume()
-        drain = subprocess.run([sys.executable, "-m", "app.drain", "--timeout", "30"], cwd=ROOT, env=collector.env,
-                               capture_output=True, text=True, timeout=90)
-        assert drain.returncode == 0, drain.stdout + drain.stderr
-        assert "0 segments left" in drain.stdout, drain.stdout
-        assert accepted(results) <= keys_found(broker, f"events.{aid}", accepted(results))
-        assert not list(spool.glob("*.log")), "the drained log is empty"
-    finally:
-        broker.resume()
-        broker.stop()
+def test_events_go_to_the_topic_the_template_names_keyed_by_instance(make_app):
+    app = make_app(COLLECTOR_TOPIC_TEMPLATE="tracking-{aid}-v1")
+    assert app.test_client().post("/collect/007/1/event", json={**EVENT, "instance_id": "chat-9"}).status_code == 204
+    [record] = sent_by(app)
+    assert (record["topic"], record["key"]) == ("tracking-7-v1", "chat-9")

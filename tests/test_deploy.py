@@ -1,5 +1,6 @@
 """The operators' kit in deploy/: the alert rules, their promtool tests and the Grafana dashboard,
-checked against each other, by promtool, and against a running collector's /metrics."""
+checked against each other and by promtool (against a running collector's /metrics:
+integration/test_deploy.py)."""
 from __future__ import annotations
 
 import json
@@ -10,17 +11,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
-from prometheus_client.samples import Sample
 
-from .conftest import ROOT, wait_until
-from .test_integration import new_account
-
-RULES = ROOT / "deploy" / "prometheus" / "collector.rules.yml"
-RULE_TESTS = ROOT / "deploy" / "prometheus" / "collector.test.yml"
-DASHBOARD = ROOT / "deploy" / "grafana" / "collector.json"
-
-EVENT = {"action": "view", "object": "form", "vendor": "V", "product": "P", "instance_id": "i1"}
+from tests.helpers import DASHBOARD, RULE_TESTS, RULES, alerting_rules, dashboard_exprs, metric_names
 
 #: What the rules may read besides the collector's own metrics: the scrape's `up`, and the
 #: blackbox exporter's probe of /readyz (the collector has no readiness metric).
@@ -28,39 +20,6 @@ NOT_THE_COLLECTORS = {"up", "probe_success"}
 
 #: Grafana's variables, replaced by what makes the queries plain PromQL.
 GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__range": "1h", "$job": ".*", "$instance": ".*"}
-
-PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless",
-                "offset", "bool", "inf", "nan"}
-
-
-def alerting_rules() -> dict[str, str]:
-    """The alerts of collector.rules.yml: name -> expression."""
-    groups = yaml.safe_load(RULES.read_text())["groups"]
-    return {rule["alert"]: rule["expr"] for group in groups for rule in group["rules"] if "alert" in rule}
-
-
-def dashboard_exprs() -> list[str]:
-    """The queries of the dashboard's panels."""
-    panels = json.loads(DASHBOARD.read_text())["panels"]
-    return [target["expr"] for panel in panels for target in panel["targets"]]
-
-
-def metric_names(expr: str) -> set[str]:
-    """The metric names a PromQL expression reads."""
-    expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)  # label values may hold anything
-    expr = re.sub(r"\{[^}]*\}|\[[^\]]*\]", " ", expr)  # matchers, ranges
-    expr = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", expr)
-    names = re.findall(r"\b[a-zA-Z_:][a-zA-Z0-9_:]*\b(?!\s*\()", expr)  # not followed by "(": no function
-    return {name for name in names if name.lower() not in PROMQL_WORDS}
-
-
-def selectors(expr: str) -> list[tuple[str, str, str, str]]:
-    """The label matchers on the collector's metrics in ``expr``: (metric, label, operator, value)."""
-    found = []
-    for name, matchers in re.findall(r"\b(collector_[a-z_]+)\{([^}]*)\}", expr):
-        for label, op, value in re.findall(r'(\w+)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"', matchers):
-            found.append((name, label, op, value))
-    return found
 
 
 @pytest.mark.parametrize(("expr", "names"), [
@@ -145,55 +104,3 @@ def test_the_dashboard_asks_for_its_data_source():
     sources += [target["datasource"] for panel in dashboard["panels"] for target in panel["targets"]]
     sources += [v["datasource"] for v in variables.values() if v["type"] == "query"]
     assert all(source == wanted for source in sources)
-
-
-# -- against a running collector ----------------------------------------------------------
-
-def exposed(text: str) -> list[Sample]:
-    """The samples of a /metrics answer."""
-    return [sample for family in text_string_to_metric_families(text) for sample in family.samples]
-
-
-def unselected(exprs: list[str], samples: list[Sample]) -> list[str]:
-    """The matchers in ``exprs`` that select none of ``samples``, each said in a line."""
-    problems = []
-    for name, label, op, value in {s for expr in exprs for s in selectors(expr)}:
-        if label in ("job", "instance"):  # Prometheus adds them at the scrape
-            continue
-        values = {s.labels[label] for s in samples if s.name == name and label in s.labels}
-        if not values:
-            problems.append(f"{name} has no label {label}")
-        elif label == "status":  # a healthy collector answers no 5xx: the codes are what 5.. is written for
-            problems += [f"{name} has status {v}" for v in values if not re.fullmatch(r"[1-5]\d\d", v)]
-        elif op == "=" and value not in values:
-            problems.append(f"{name}{{{label}={value!r}}} is not exposed; {label} is one of {sorted(values)}")
-        elif op == "=~" and not any(re.fullmatch(value, v) for v in values):
-            problems.append(f"{name}{{{label}=~{value!r}}} matches none of {sorted(values)}")
-    return problems
-
-
-@pytest.mark.integration
-def test_every_metric_the_dashboard_and_alerts_read_is_exposed(collector, broker):
-    aid = new_account(broker)
-    for i in range(3):
-        assert collector.post_event({**EVENT, "instance_id": f"kit-{i}"}, aid=aid)[0] == 204
-    assert collector.post_event({"action": "view"}, aid=aid)[0] == 400
-    status, _, _ = collector.request("POST", f"/collect/{aid}/1/event?validate=true", json.dumps(EVENT).encode(),
-                                     {"Content-Type": "application/json"})
-    assert status == 200
-
-    def counted() -> list[Sample] | None:  # each worker adds its counts every send interval
-        samples = exposed(collector.request("GET", "/metrics")[2].decode())
-        collected = sum(s.value for s in samples if s.name == "collector_http_requests_total"
-                        and s.labels["route"] == "/collect/<aid>/<tid>/event")
-        delivered = [s.value for s in samples if s.name == "collector_events_total"
-                     and s.labels["outcome"] == "delivered"]
-        return samples if (collected, delivered) == (5, [3]) else None
-
-    samples = wait_until(counted, timeout=20, what="5 requests counted and 3 events delivered")
-    names = {s.name for s in samples}
-    for what, exprs in (("dashboard", dashboard_exprs()), ("alert rules", list(alerting_rules().values()))):
-        read = {name for expr in exprs for name in metric_names(expr) if name.startswith("collector_")}
-        assert read, what
-        assert read - names == set(), f"the {what} read metrics /metrics does not have"
-        assert unselected(exprs, samples) == [], f"the {what} select series /metrics does not have"

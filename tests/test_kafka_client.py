@@ -1,12 +1,23 @@
-"""kafka-python as the collector sets it up: its settings, and no topic created behind its back."""
+"""kafka-python as the collector sets it up (app/kafka_client.py): its settings, and what an
+error means."""
 from __future__ import annotations
 
+import socket
+
 import pytest
-from kafka import KafkaConsumer
-from kafka.errors import KafkaTimeoutError
+from kafka.errors import (
+    IllegalStateError,
+    InvalidRecordError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    TopicAuthorizationFailedError,
+    UnknownError,
+    UnknownTopicOrPartitionError,
+)
 
 from app.config import ConfigError, Settings
-from app.kafka_client import NEVER_MS, close_now, new_producer, producer_configs
+from app.kafka_client import NEVER_MS, create_topics, producer_broken, producer_configs, refused, went_away
+from dev.broker import free_port
 
 
 def test_the_producer_settings_keep_order_and_never_expire_records():
@@ -20,19 +31,44 @@ def test_the_producer_settings_keep_order_and_never_expire_records():
         Settings.from_env({"COLLECTOR_KAFKA_BATCH_BYTES": "2000000"})
 
 
-@pytest.mark.integration
-def test_the_producer_never_makes_the_broker_create_a_topic(broker):
-    """kafka-python 3.0.12 ignores allow_auto_create_topics=False; new_producer sets it where it counts."""
-    configs = {**producer_configs(Settings.from_env({"KAFKA_BOOTSTRAP_SERVERS": broker.servers,
-                                            "COLLECTOR_KAFKA_MAX_BLOCK_MS": "1500"}))}
-    producer = new_producer(**configs)
-    try:
-        with pytest.raises(KafkaTimeoutError):
-            producer.send("events.never-created", key=b"k", value=b"{}")
-    finally:
-        close_now(producer)
-    consumer = KafkaConsumer(bootstrap_servers=broker.servers, api_version=(3, 9))
-    try:
-        assert "events.never-created" not in consumer.topics()
-    finally:
-        consumer.close()
+@pytest.mark.parametrize(("error", "refused_for_good", "producer_broken_by_it"), [
+    (InvalidRecordError(), True, False),
+    (MessageSizeTooLargeError(), True, False),
+    (TopicAuthorizationFailedError(), True, False),
+    (KafkaTimeoutError(), False, False),  # retriable: send again
+    (UnknownTopicOrPartitionError(), False, False),
+    (UnknownError(), False, False),  # seen from a broker that had just restarted empty
+    (IllegalStateError("KafkaProducer already closed!"), False, True),
+    (RuntimeError("not Kafka's"), False, True),
+])
+def test_what_an_error_means(error, refused_for_good, producer_broken_by_it):
+    assert (refused(error), producer_broken(error)) == (refused_for_good, producer_broken_by_it)
+
+
+class Admin:
+    """An admin client whose cluster answers each topic's creation with ``code``."""
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+        self.asked: list[tuple[str, int, int]] = []
+
+    def create_topics(self, new_topics, raise_errors=True):
+        self.asked += [(t.name, t.num_partitions, t.replication_factor) for t in new_topics]
+        return {"topics": [{"name": t.name, "error_code": self.code, "error_message": "why"} for t in new_topics]}
+
+
+@pytest.mark.parametrize(("code", "problem"), [(0, None), (36, None), (29, "error 29: why")])  # 36: it exists
+def test_topics_are_created_in_one_request_and_each_answer_read(code, problem):
+    admin = Admin(code)
+    assert create_topics(admin, ["events.1", "events.2"], 3, 1) == {"events.1": problem, "events.2": problem}
+    assert admin.asked == [("events.1", 3, 1), ("events.2", 3, 1)]
+
+
+def test_kafka_went_away_only_when_every_server_refuses():
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        up, down = f"127.0.0.1:{listening.getsockname()[1]}", f"127.0.0.1:{free_port()}"
+        assert went_away([down])
+        assert not went_away([down, up])
+        assert not went_away([up])

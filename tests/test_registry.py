@@ -1,36 +1,23 @@
-"""The registry of accounts, trackers and vendors, and the topics the collector creates for them."""
+"""The registry (app/registry.py): unknown accounts and trackers are 404s, unregistered vendors and
+products 400s; the file is reloaded when it changes, and a broken one stops the start."""
 from __future__ import annotations
 
-import json
 import logging
-import os
-import re
-import signal
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer
 
 from app.registry import RegistryError
+from tests.fakes import FakeKafkaAdmin
+from tests.helpers import EVENT, ONE_ACCOUNT, replace_file, sent_by, vendor_event, wait_until
 
-from .conftest import Collector, FakeKafkaAdmin, sent_by, wait_until
-from .test_integration import account_id, new_account
-
-EVENT = {"action": "view", "object": "form", "vendor": "V", "product": "P", "instance_id": "i1"}
 UUID = "3f2504e0-4f89-11d3-9a0c-0305e82c3301"
-
-
-def write(path: Path, text: str) -> None:
-    """Replace the file atomically, as the README asks."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 @pytest.fixture
 def registry_file(tmp_path: Path) -> Path:
     path = tmp_path / "registry.toml"
-    write(path, f'[accounts.1]\ntrackers = ["1", "2"]\n\n[accounts."{UUID.upper()}"]\ntrackers = ["07"]\n')
+    replace_file(path, f'[accounts.1]\ntrackers = ["1", "2"]\n\n[accounts."{UUID.upper()}"]\ntrackers = ["07"]\n')
     return path
 
 
@@ -67,21 +54,18 @@ def test_the_registry_reloads_when_its_file_changes(registered, registry_file, c
     caplog.set_level(logging.INFO, logger="app.registry")
     client = registered.test_client()
     assert client.post("/collect/1/3/event", json=EVENT).status_code == 404
-    write(registry_file, '[accounts.1]\ntrackers = ["1", "2", "3"]\n')
+    replace_file(registry_file, '[accounts.1]\ntrackers = ["1", "2", "3"]\n')
     wait_until(lambda: client.post("/collect/1/3/event", json=EVENT).status_code == 204, what="the reload")
     assert client.post(f"/collect/{UUID}/7/event", json=EVENT).status_code == 404  # gone from the file
     assert "registry reloaded" in caplog.text
 
     caplog.clear()
-    write(registry_file, '[accounts.1]\ntrackers = ["1", "2", "3", "4"\n')  # broken
+    replace_file(registry_file, '[accounts.1]\ntrackers = ["1", "2", "3", "4"\n')  # broken
     wait_until(lambda: client.post("/collect/1/1/event", json=EVENT) and "registry not reloaded" in caplog.text,
                what="the broken file noticed")
     assert "not valid TOML" in caplog.text
     assert client.post("/collect/1/3/event", json=EVENT).status_code == 204  # the last good one
     assert client.post("/collect/1/4/event", json=EVENT).status_code == 404
-
-
-ACCOUNT = '[accounts.1]\ntrackers = ["1"]\n'
 
 
 @pytest.mark.parametrize(("text", "problem"), [
@@ -91,14 +75,15 @@ ACCOUNT = '[accounts.1]\ntrackers = ["1"]\n'
     ("[accounts.x]\ntrackers = [\"1\"]\n", "account 'x' must be a positive decimal number or a UUID"),
     ("[accounts.1]\ntrackers = [1]\n", "account 1: tracker 1 must be a string"),
     ("accounts = 3\n", "needs an [accounts.<id>] table per account"),
-    ("vendors = 3\n" + ACCOUNT, 'needs a [vendors."<name>"] table per vendor'),
-    (ACCOUNT + '[vendors."Vendor A"]\n',
+    ("vendors = 3\n" + ONE_ACCOUNT, 'needs a [vendors."<name>"] table per vendor'),
+    (ONE_ACCOUNT + '[vendors."Vendor A"]\n',
      """vendor 'Vendor A' needs products = ["<name>", ...] (or [] for any product)"""),
-    (ACCOUNT + '[vendors."Vendor A"]\nproducts = "Chat"\n', "vendor 'Vendor A' needs products = "),
-    (ACCOUNT + "[vendors]\nAcme = 3\n", "vendor 'Acme' needs products = "),
-    (ACCOUNT + '[vendors." "]\nproducts = []\n', "vendor ' ' must not be blank"),
-    (ACCOUNT + '[vendors."Vendor A"]\nproducts = ["Chat", 1]\n', "vendor 'Vendor A': product 1 must be a string"),
-    (ACCOUNT + '[vendors."Vendor A"]\nproducts = ["Chat", ""]\n', "vendor 'Vendor A': product '' must not be blank"),
+    (ONE_ACCOUNT + '[vendors."Vendor A"]\nproducts = "Chat"\n', "vendor 'Vendor A' needs products = "),
+    (ONE_ACCOUNT + "[vendors]\nAcme = 3\n", "vendor 'Acme' needs products = "),
+    (ONE_ACCOUNT + '[vendors." "]\nproducts = []\n', "vendor ' ' must not be blank"),
+    (ONE_ACCOUNT + '[vendors."Vendor A"]\nproducts = ["Chat", 1]\n', "vendor 'Vendor A': product 1 must be a string"),
+    (ONE_ACCOUNT + '[vendors."Vendor A"]\nproducts = ["Chat", ""]\n',
+     "vendor 'Vendor A': product '' must not be blank"),
 ])
 def test_a_broken_file_at_start_up_stops_the_service(make_app, tmp_path, text, problem):
     path = tmp_path / "registry.toml"
@@ -112,7 +97,7 @@ def test_a_broken_file_at_start_up_stops_the_service(make_app, tmp_path, text, p
 
 # -- vendors and products ------------------------------------------------------------------
 
-VENDORS = ACCOUNT + '''
+VENDORS = ONE_ACCOUNT + '''
 [vendors."Vendor A"]
 products = ["Product 1", "Chat"]
 
@@ -121,14 +106,10 @@ products = []
 '''
 
 
-def event(vendor: str, product: str, **extra) -> dict:
-    return {**EVENT, "vendor": vendor, "product": product, **extra}
-
-
 @pytest.fixture
 def vendors_file(tmp_path: Path) -> Path:
     path = tmp_path / "vendors.toml"
-    write(path, VENDORS)
+    replace_file(path, VENDORS)
     return path
 
 
@@ -141,14 +122,14 @@ def with_vendors(make_app, vendors_file):
     (VENDORS, "Vendor A", "Product 1"),
     (VENDORS, "Vendor A", "Chat"),
     (VENDORS, "Vendor B", "anything at all"),  # an empty list takes any product
-    (ACCOUNT, "vendor  a", "whatever"),  # no [vendors] table: anything goes, as before it existed
-    ("vendors = {}\n" + ACCOUNT, "vendor  a", "whatever"),  # nor does an empty one list any vendor
+    (ONE_ACCOUNT, "vendor  a", "whatever"),  # no [vendors] table: anything goes, as before it existed
+    ("vendors = {}\n" + ONE_ACCOUNT, "vendor  a", "whatever"),  # nor does an empty one list any vendor
 ])
 def test_a_registered_vendor_and_product_are_tracked_as_sent(make_app, tmp_path, registry, vendor, product):
     path = tmp_path / "registry.toml"
-    write(path, registry)
+    replace_file(path, registry)
     app = make_app(COLLECTOR_REGISTRY=str(path))
-    assert app.test_client().post("/collect/1/1/event", json=event(vendor, product)).status_code == 204
+    assert app.test_client().post("/collect/1/1/event", json=vendor_event(vendor, product)).status_code == 204
     [record] = sent_by(app)
     assert (record["value"]["vendor"], record["value"]["product"]) == (vendor, product)
 
@@ -166,18 +147,19 @@ def test_a_registered_vendor_and_product_are_tracked_as_sent(make_app, tmp_path,
 ])
 def test_an_unregistered_vendor_or_product_is_refused_and_queues_nothing(with_vendors, vendor, product, field, why):
     client = with_vendors.test_client()
-    response = client.post("/collect/1/1/event", json=event(vendor, product))
+    response = client.post("/collect/1/1/event", json=vendor_event(vendor, product))
     assert response.status_code == 400
     assert response.get_json() == {"code": 400, "message": f"the event was not tracked: {field} {why}",
                                    "errors": {field: [why]}}
-    checked = client.post("/collect/1/1/event?validate=true", json=event(vendor, product))
+    checked = client.post("/collect/1/1/event?validate=true", json=vendor_event(vendor, product))
     assert (checked.status_code, checked.get_json()) == (400, response.get_json())
     assert sent_by(with_vendors) == []
 
 
 def test_in_a_batch_an_unregistered_vendor_is_rejected_alone_with_its_index(with_vendors):
     client = with_vendors.test_client()
-    batch = [event("Vendor A", "Chat", n=0), event("Vendor  A", "Chat", n=1), event("Vendor B", "Mail", n=2)]
+    batch = [vendor_event("Vendor A", "Chat", n=0), vendor_event("Vendor  A", "Chat", n=1),
+             vendor_event("Vendor B", "Mail", n=2)]
     rejected = [{"index": 1, "errors": {"vendor": ['is not registered (did you mean "Vendor A"?)']}}]
     checked = client.post("/collect/1/1/events?validate=true", json=batch).get_json()
     assert (checked["accepted"], checked["rejected"]) == (2, rejected)
@@ -190,94 +172,17 @@ def test_in_a_batch_an_unregistered_vendor_is_rejected_alone_with_its_index(with
 def test_vendors_reload_and_a_broken_vendors_table_keeps_the_last_good_ones(with_vendors, vendors_file, caplog):
     caplog.set_level(logging.INFO, logger="app.registry")
     client = with_vendors.test_client()
-    assert client.post("/collect/1/1/event", json=event("Acme", "Rockets")).status_code == 400
-    write(vendors_file, VENDORS + '\n[vendors.Acme]\nproducts = ["Rockets"]\n')
-    wait_until(lambda: client.post("/collect/1/1/event", json=event("Acme", "Rockets")).status_code == 204,
+    assert client.post("/collect/1/1/event", json=vendor_event("Acme", "Rockets")).status_code == 400
+    replace_file(vendors_file, VENDORS + '\n[vendors.Acme]\nproducts = ["Rockets"]\n')
+    wait_until(lambda: client.post("/collect/1/1/event", json=vendor_event("Acme", "Rockets")).status_code == 204,
                what="the reload")
     assert "registry reloaded" in caplog.text
 
     caplog.clear()
-    write(vendors_file, VENDORS + '\n[vendors.Globex]\nproducts = ["Lamps", " "]\n')  # broken
-    wait_until(lambda: client.post("/collect/1/1/event", json=event("Acme", "Rockets"))
+    replace_file(vendors_file, VENDORS + '\n[vendors.Globex]\nproducts = ["Lamps", " "]\n')  # broken
+    wait_until(lambda: client.post("/collect/1/1/event", json=vendor_event("Acme", "Rockets"))
                and "registry not reloaded" in caplog.text, what="the broken file noticed")
     assert "vendor 'Globex': product ' ' must not be blank" in caplog.text
-    assert client.post("/collect/1/1/event", json=event("Acme", "Rockets")).status_code == 204  # the last good one
-    assert client.post("/collect/1/1/event", json=event("Globex", "Lamps")).status_code == 400
-
-
-# -- with gunicorn and the real broker ------------------------------------------------------
-
-@pytest.mark.parametrize(("text", "problem"), [
-    ("[accounts.1]\ntrackers = [\"one\"]\n", "account 1: tracker 'one' must be a positive decimal number or a UUID"),
-    (ACCOUNT + '[vendors."Vendor A"]\nproducts = [""]\n', "vendor 'Vendor A': product '' must not be blank"),
-], ids=["account", "vendor"])
-def test_gunicorn_refuses_to_start_with_a_broken_registry(broker, tmp_path, text, problem):
-    path = tmp_path / "registry.toml"
-    path.write_text(text)
-    collector = Collector(broker.servers, tmp_path, env={"COLLECTOR_REGISTRY": str(path)})
-    with pytest.raises(RuntimeError):
-        collector.start()
-    assert collector.stop() == 1
-    assert f"cannot start: {path}: {problem}" in collector.log.read_text()
-
-
-@pytest.mark.integration
-def test_a_vendor_added_to_the_registry_is_taken_without_a_restart(broker, tmp_path, read_topic):
-    aid = new_account(broker)
-    path = tmp_path / "registry.toml"
-    accounts = f'[accounts.{aid}]\ntrackers = ["1"]\n\n[vendors."Vendor A"]\nproducts = []\n'
-    write(path, accounts)
-    collector = Collector(broker.servers, tmp_path, env={"COLLECTOR_REGISTRY": str(path)}).start()
-    try:
-        status, _, body = collector.post_event(event("Acme", "Rockets", instance_id="before"), aid=aid)
-        assert (status, json.loads(body)["errors"]) == (400, {"vendor": ["is not registered"]})
-        workers = collector.worker_pids()
-        write(path, accounts + '\n[vendors.Acme]\nproducts = ["Rockets"]\n')
-        # Each worker reloads on its own, on a request: poll until every one has, so that
-        # from then on any worker takes Acme's events.
-        reloaded = r"\[(\d+)\] \[INFO\] app.registry: registry reloaded from "
-
-        def every_worker_reloaded() -> bool:
-            collector.post_event(event("Acme", "Rockets", instance_id="polling"), aid=aid)
-            return len(set(re.findall(reloaded, collector.log.read_text()))) == collector.workers
-
-        wait_until(every_worker_reloaded, timeout=30, what="every worker's reload")
-        for i in range(4):
-            assert collector.post_event(event("Acme", "Rockets", instance_id=f"after-{i}"), aid=aid)[0] == 204
-        assert collector.worker_pids() == workers  # no restart
-
-        def delivered() -> list:
-            records = read_topic(f"events.{aid}")
-            return records if {f"after-{i}".encode() for i in range(4)} <= {r.key for r in records} else []
-
-        records = wait_until(delivered, timeout=30, what="the events after the reload in Kafka")
-    finally:
-        collector.stop(signal.SIGTERM)
-    assert {json.loads(r.value)["vendor"] for r in records} == {"Acme"}
-    assert b"before" not in {r.key for r in records}
-
-
-def test_topics_are_created_with_the_configured_partitions_and_only_for_registered_accounts(broker, tmp_path):
-    known, unknown = account_id(), account_id()
-    path = tmp_path / "registry.toml"
-    write(path, f'[accounts.{known}]\ntrackers = ["1"]\n')
-    collector = Collector(broker.servers, tmp_path, env={
-        "COLLECTOR_REGISTRY": str(path), "COLLECTOR_TOPIC_PARTITIONS": "3"}).start()
-    try:
-        assert collector.post_event(EVENT, aid=unknown)[0] == 404
-        assert collector.post_event(EVENT, aid=known)[0] == 204
-        consumer = KafkaConsumer(bootstrap_servers=broker.servers, api_version=(3, 9))
-        try:
-            wait_until(lambda: f"events.{known}" in consumer.topics(), what="the topic created")
-            assert consumer.partitions_for_topic(f"events.{known}") == {0, 1, 2}
-            assert f"events.{unknown}" not in consumer.topics()
-        finally:
-            consumer.close()
-    finally:
-        collector.stop(signal.SIGTERM)
-    assert "COLLECTOR_REGISTRY is not set" not in collector.log.read_text()
-
-
-def test_without_a_registry_every_id_is_accepted_and_that_is_logged_once(collector, broker):
-    assert collector.post_event(EVENT, aid=account_id())[0] == 204
-    assert collector.log.read_text().count("COLLECTOR_REGISTRY is not set") == 1
+    # the last good one:
+    assert client.post("/collect/1/1/event", json=vendor_event("Acme", "Rockets")).status_code == 204
+    assert client.post("/collect/1/1/event", json=vendor_event("Globex", "Lamps")).status_code == 400

@@ -3,7 +3,6 @@ curl, chunked bodies, a client that stalls mid-body. Events are read back from K
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import subprocess
 import threading
@@ -16,27 +15,14 @@ import pytest
 
 from dev.broker import Broker
 from dev.events import read_records
-
-from .conftest import Collector
-from .test_integration import new_account
+from tests.helpers import Collector, new_account, raw_http
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
 def event(instance_id: str) -> dict[str, str]:
     return {"action": "view", "object": "page", "vendor": "V", "product": "P", "instance_id": instance_id}
-
-
-def raw_http(port: int, request: bytes, timeout: float = 15) -> bytes:
-    """Send bytes as they are, read the answer until the server closes."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(request)
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def keys(broker: Broker, aid: str, count: int | None = None) -> list[str]:
@@ -144,27 +130,6 @@ def page_origin() -> Iterator[str]:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
-
-
-@pytest.fixture(scope="session")
-def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """Headless Chromium driven by Selenium; fails loudly where it is not installed."""
-    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
-        pytest.fail(f"{CHROMIUM} and {CHROMEDRIVER} are needed: apt-get install chromium chromium-driver "
-                    "(make test does)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_script_timeout(30)
-    yield driver
-    driver.quit()
 
 
 def send_from_page(chromium: Any, page: str, collector: Collector, aid: str) -> dict[str, Any]:

@@ -8,7 +8,6 @@ deadlines to wait for what must happen.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import subprocess
@@ -16,10 +15,10 @@ import sys
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
@@ -28,52 +27,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dev.broker import Broker
 from dev.events import read_records
-
-from .conftest import ROOT, Collector, wait_until
-from .test_integration import account_id, new_account
+from tests.helpers import FAST, ROOT, Collector, accepted, account_id, keys_in, new_account, observe, wait_until
 
 pytestmark = pytest.mark.integration
 
-DELIVERY_TIMEOUT_MS = 4000
-# Short Kafka timeouts so that failures show within a test's time.
-FAST = {"COLLECTOR_KAFKA_DELIVERY_TIMEOUT_MS": str(DELIVERY_TIMEOUT_MS), "COLLECTOR_KAFKA_MAX_BLOCK_MS": "500",
-        "COLLECTOR_SPOOL_REPLAY_MS": "200"}
+DELIVERY_TIMEOUT_MS = int(FAST["COLLECTOR_KAFKA_DELIVERY_TIMEOUT_MS"])
 EVENT = {"action": "view", "object": "o", "vendor": "v", "product": "p"}
-
-T = TypeVar("T")
-
-
-def observe(look: Callable[[], T], done: Callable[[T], bool], timeout: float) -> T:
-    """Call ``look`` until ``done`` says its answer will do or ``timeout`` passes; the last answer.
-
-    The caller asserts on that answer, so a failure says what was seen, not only that time ran out.
-    """
-    seen: list[T] = []
-
-    def check() -> bool:
-        seen[:] = [look()]
-        return done(seen[0])
-
-    with contextlib.suppress(AssertionError):
-        wait_until(check, timeout=timeout)
-    return seen[0]
-
-
-def keys_in(broker: Broker, topic: str, expected: set[str], timeout: float) -> set[str]:
-    """The record keys of ``topic``, read until all of ``expected`` are there or ``timeout`` passes."""
-    found: set[str] = set()
-
-    def look() -> set[str]:
-        found.update(r.key.decode() for r in read_records(broker.servers, topic, timeout=5))
-        return found
-
-    return observe(look, lambda keys: expected <= keys, timeout)
-
-
-def accepted(results: dict[str, tuple[int, float]]) -> set[str]:
-    """The keys of the events answered 204."""
-    return {key for key, (status, _) in results.items() if status == 204}
-
 
 def partitions_of(broker: Broker, topic: str) -> int:
     """How many partitions ``topic`` has, 0 when it does not exist; asking creates nothing."""

@@ -1,32 +1,19 @@
-"""End to end: gunicorn with 2 workers, a real Kafka-protocol broker, records read back from Kafka."""
+"""The collect routes end to end: gunicorn with 2 workers, a real Kafka-protocol broker, records
+read back from Kafka."""
 from __future__ import annotations
 
 import json
 import re
-import signal
 import subprocess
 import sys
 import uuid
 
 import pytest
 
-from dev.broker import Broker
-
-from .conftest import ROOT, Collector
+from dev.events import read_records
+from tests.helpers import ROOT, new_account, numbered
 
 pytestmark = pytest.mark.integration
-
-
-def account_id() -> str:
-    """An account id no other test uses, so each test reads its own topic."""
-    return str(uuid.uuid4().int % 10**12 + 1)
-
-
-def new_account(broker: Broker) -> str:
-    """A fresh account id, its topic created (see ``Broker.create_topic``)."""
-    aid = account_id()
-    broker.create_topic(f"events.{aid}")
-    return aid
 
 
 def test_events_reach_the_account_topic(collector, broker, read_topic):
@@ -94,17 +81,22 @@ def test_bad_input_over_http_is_json_and_never_reaches_kafka(collector, broker, 
     assert [r.key for r in records] == [b"only"]
 
 
-def test_sigterm_flushes_what_the_workers_hold(broker, read_topic, tmp_path):
+def test_a_mixed_batch_through_gunicorn_reaches_kafka_in_order(collector, broker):
     aid = new_account(broker)
-    collector = Collector(broker.servers, tmp_path, env={"COLLECTOR_KAFKA_LINGER_MS": "1000"}).start()
-    try:
-        for i in range(30):
-            assert collector.post_event({"action": "a", "object": "o", "vendor": "v", "product": "p",
-                                         "instance_id": str(i)}, aid=aid)[0] == 204
-    finally:
-        assert collector.stop(signal.SIGTERM) == 0
-    assert len(read_topic(f"events.{aid}", count=30)) == 30
-    assert not list((tmp_path / "spool").glob("*.log")), "all acknowledged, so the log is empty"
+    batch = [numbered(i, instance_id="same") if i % 3 else {"action": i} for i in range(30)]
+    status, _, data = collector.request("POST", f"/collect/{aid}/1/events", json.dumps(batch).encode(),
+                                        {"Content-Type": "application/json"})
+    assert status == 200
+    answer = json.loads(data)
+    assert answer["accepted"] == 20 and [r["index"] for r in answer["rejected"]] == list(range(0, 30, 3))
+    status, _, data = collector.request("POST", f"/collect/{aid}/1/events?validate=true",
+                                        json.dumps([numbered(99)]).encode(), {"Content-Type": "application/json"})
+    assert status == 200 and json.loads(data)["accepted"] == 1
+    status, _, _ = collector.post_event(numbered(100), aid=aid, tid="1")
+    records = read_records(broker.servers, f"events.{aid}", count=21)
+    by_key = [json.loads(r.value)["properties"]["n"] for r in records if r.key == b"same"]
+    assert by_key == [i for i in range(30) if i % 3]  # one key, one partition, in batch order
+    assert sorted(json.loads(r.value)["properties"]["n"] for r in records if r.key != b"same") == [100]
 
 
 def test_events_command_prints_an_accounts_events(collector, broker):

@@ -1,0 +1,128 @@
+"""Test doubles of kafka-python's clients: small classes with the interface the collector uses."""
+from __future__ import annotations
+
+from typing import Any
+
+from kafka.errors import IllegalStateError, KafkaTimeoutError
+from kafka.future import Future
+
+from app.kafka_client import Clients
+
+
+class FakeKafkaProducer:
+    """kafka-python's producer interface, recording what it is sent.
+
+    ``mode``: "ok" acknowledges at once, "fail" fails each delivery with ``error``, "hold"
+    never answers (a stalled broker); ``raise_on_send`` makes ``send`` itself raise;
+    ``refuse`` maps a topic to the error its deliveries fail with, whatever the mode.
+    """
+
+    def __init__(self, **configs: Any) -> None:
+        self.configs = configs
+        self.sent: list[tuple[str, bytes, bytes]] = []
+        self.mode = "ok"
+        self.error: Exception = KafkaTimeoutError("Batch expired")
+        self.raise_on_send: Exception | None = None
+        self.held: list[tuple[Future, tuple[str, bytes, bytes]]] = []
+        self.refuse: dict[str, Exception] = {}
+        self.closed = False
+
+    @property
+    def _metadata(self) -> FakeMetadata:
+        return FakeMetadata()
+
+    @property
+    def _sender(self) -> FakeMetadata:
+        return FakeMetadata()
+
+    def send(self, topic: str, value: bytes | None = None, key: bytes | None = None) -> Future:
+        if self.closed:
+            raise IllegalStateError("KafkaProducer already closed!")
+        if self.raise_on_send is not None:
+            raise self.raise_on_send
+        future = Future()
+        if topic in self.refuse:
+            return future.failure(self.refuse[topic])
+        if self.mode == "fail":
+            return future.failure(self.error)
+        if self.mode == "hold":
+            self.held.append((future, (topic, key, value)))  # type: ignore[arg-type]
+            return future
+        self.sent.append((topic, key, value))  # type: ignore[arg-type]
+        return future.success(None)
+
+    def release(self) -> None:
+        """The stalled broker answers: acknowledge what it held, from now on at once."""
+        self.mode = "ok"
+        held, self.held = self.held, []
+        for future, record in held:
+            self.sent.append(record)
+            future.success(None)
+
+    def fail_held(self) -> None:
+        """The stalled broker fails what it held, in order, and from now on fails at once."""
+        self.mode = "fail"
+        held, self.held = self.held, []
+        for future, _ in held:
+            future.failure(self.error)
+
+    def flush(self, timeout: float | None = None) -> None:
+        if self.held:
+            raise KafkaTimeoutError("flush timed out")
+
+    def close(self, timeout: float | None = None) -> None:
+        self.closed = True
+
+
+class FakeMetadata:
+    """kafka-python's cluster metadata (and the sender's part in it), as the collector uses them:
+    every topic has a partition, but those in ``FakeKafkaAdmin.missing`` until they are created."""
+
+    def partitions_for_topic(self, topic: str) -> set[int] | None:
+        missing = topic in FakeKafkaAdmin.missing or FakeKafkaAdmin.only_created and topic not in FakeKafkaAdmin.topics
+        return None if missing else {0}
+
+    def add_topic(self, topic: str) -> None:
+        pass
+
+    def request_update(self) -> None:
+        pass
+
+    def wakeup(self) -> None:
+        pass
+
+
+class FakeKafkaAdmin:
+    """kafka-python's admin client, as far as the collector uses it: topics it was asked to create.
+
+    The cluster is the class's: every admin client, and every ``FakeMetadata``, sees one."""
+
+    topics: dict[str, tuple[int, int]] = {}  # name -> (partitions, replication) of those created
+    missing: set[str] = set()  # topics the cluster does not have (the producer's metadata lacks them)
+    only_created = False  # True: the cluster has only the topics created through this admin
+
+    def __init__(self, **configs: Any) -> None:
+        self.configs = configs
+
+    @classmethod
+    def reset(cls) -> None:
+        """An empty cluster that has every topic (as a broker that auto-creates them would seem)."""
+        cls.topics, cls.missing, cls.only_created = {}, set(), False
+
+    def create_topics(self, new_topics: list[Any], raise_errors: bool = True) -> dict[str, Any]:
+        answers = []
+        for t in new_topics:
+            exists = t.name in self.topics
+            self.topics.setdefault(t.name, (t.num_partitions, t.replication_factor))
+            self.missing.discard(t.name)
+            answers.append({"name": t.name, "error_code": 36 if exists else 0, "error_message": None})
+        return {"topics": answers}
+
+    def describe_cluster(self) -> dict[str, Any]:
+        return {"cluster_id": "fake", "brokers": [{"node_id": 1, "host": "127.0.0.1", "port": 9092}]}
+
+    def close(self) -> None:
+        pass
+
+
+FAKE_KAFKA = Clients(FakeKafkaProducer, FakeKafkaAdmin)

@@ -1,0 +1,58 @@
+"""One sender per host (app/election.py): of the workers on one log directory, one holds the lock."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from app.election import Election
+from tests.helpers import ROOT
+
+HOLD = """
+import pathlib, sys
+from app.election import Election
+assert Election(pathlib.Path(sys.argv[1])).won()
+print("won", flush=True)
+sys.stdin.read()  # hold the lock until killed
+"""
+
+
+def test_one_of_two_candidates_wins_and_the_other_once_it_resigns(tmp_path):
+    first, second = Election(tmp_path / "spool"), Election(tmp_path / "spool")
+    try:
+        assert first.won()
+        assert not second.won()
+        assert first.won()  # asking again keeps it
+        first.resign()
+        assert second.won()
+        assert not first.won()
+        second.resign()
+        second.resign()  # not held any more: nothing to let go of
+        assert first.won()
+    finally:
+        first.resign()
+        second.resign()
+
+
+def test_candidates_on_two_directories_both_win(tmp_path):
+    one, other = Election(tmp_path / "a"), Election(tmp_path / "b")
+    try:
+        assert one.won() and other.won()
+    finally:
+        one.resign()
+        other.resign()
+
+
+def test_the_lock_of_a_worker_that_dies_is_free_at_once(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path)], cwd=ROOT, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    me = Election(tmp_path)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "won\n"
+        assert not me.won()
+        holder.kill()  # however it dies, the kernel lets go of its lock
+        holder.wait(10)
+        assert me.won()
+    finally:
+        holder.kill()
+        holder.wait(10)
+        me.resign()

@@ -1,0 +1,79 @@
+"""Supervised threads and readiness (app/health.py): a thread that dies is logged, reported and
+started again; a worker is not ready before Kafka first answers."""
+from __future__ import annotations
+
+import ctypes
+import logging
+import threading
+
+from app.health import Supervisor
+from tests.fakes import FakeKafkaAdmin
+from tests.helpers import first_seen, numbers, post_numbered, settled, started, wait_until
+
+
+def test_a_killed_sender_thread_is_logged_reported_and_started_again(make_app, caplog):
+    client, pipeline = started(make_app(COLLECTOR_READY_MAX_AGE_MS=1000))
+    assert post_numbered(client, 0).status_code == 204
+    settled(pipeline)
+    wait_until(lambda: client.get("/readyz").status_code == 200, what="ready")
+    thread = pipeline.supervisor.thread("sender")
+    with caplog.at_level(logging.ERROR):
+        kill = ctypes.pythonapi.PyThreadState_SetAsyncExc  # raises SystemExit inside that thread
+        assert kill(ctypes.c_ulong(thread.ident), ctypes.py_object(SystemExit)) == 1
+        answer = wait_until(lambda: (r := client.get("/readyz")).status_code == 503 and r.get_json(), what="unready")
+    assert "the sender thread died (SystemExit()) and was restarted" in answer["reason"]
+    assert "the sender thread died; it starts again" in caplog.text
+    assert post_numbered(client, 1).status_code == 204
+    settled(pipeline)
+    assert first_seen(numbers(pipeline.sender.producer)) in ([0, 1], [1])  # 0 again only if its ack was not recorded
+    wait_until(lambda: client.get("/readyz").status_code == 200, what="ready again")
+
+
+def test_not_ready_before_kafka_first_answers(make_app, monkeypatch):
+    def no_answer(self):
+        raise TimeoutError("Kafka is away")
+
+    monkeypatch.setattr(FakeKafkaAdmin, "describe_cluster", no_answer)
+    client, pipeline = started(make_app(COLLECTOR_READY_MAX_AGE_MS=600_000))
+    pipeline.sender.producer.mode = "hold"
+    assert post_numbered(client, 0).status_code == 204
+    answer = wait_until(lambda: "Kafka is away" in (client.get("/readyz").get_json().get("reason") or "")
+                        and client.get("/readyz"), what="the probe's answer")
+    assert answer.status_code == 503
+    assert answer.get_json()["reason"].startswith("no answer from Kafka since this worker started")
+    pipeline.sender.producer.release()  # the first acknowledgement
+    wait_until(lambda: client.get("/readyz").status_code == 200, what="ready")
+
+
+def test_a_thread_that_dies_runs_again_and_its_death_shows_for_a_while(caplog):
+    supervisor = Supervisor(visible_s=0.5)
+    runs: list[int] = []
+    release = threading.Event()
+
+    def work() -> None:
+        runs.append(len(runs))
+        if len(runs) == 1:
+            raise RuntimeError("boom")
+        release.wait()
+
+    with caplog.at_level(logging.ERROR, logger="app.health"):
+        supervisor.start("work", work)
+        try:
+            problem = wait_until(supervisor.problem, what="the death reported")
+            assert problem == "the work thread died (RuntimeError('boom')) and was restarted"
+            wait_until(lambda: len(runs) == 2, what="the thread started again")
+            wait_until(lambda: supervisor.problem() is None, what="the death out of view")
+            assert supervisor.thread("work").is_alive()
+        finally:
+            release.set()
+            supervisor.stop(5)
+    assert "the work thread died; it starts again" in caplog.text
+    assert not supervisor.thread("work").is_alive()
+
+
+def test_a_thread_that_ended_is_a_problem_until_the_supervisor_stops():
+    supervisor = Supervisor(visible_s=0.5)
+    supervisor.start("probe", lambda: None)  # returns at once: not run again
+    assert wait_until(supervisor.problem, what="the end noticed") == "the probe thread is not running"
+    supervisor.stop(1)
+    assert supervisor.problem() is None

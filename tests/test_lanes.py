@@ -1,0 +1,92 @@
+"""The sender's Kafka side (app/lanes.py), against a fake producer: order through failures, one
+topic's trouble kept to its own lane, dead letters (refused, failing too long, filling memory)."""
+from __future__ import annotations
+
+import json
+
+from kafka.errors import InvalidRecordError, KafkaTimeoutError
+
+from tests.helpers import metric, numbers, post_numbered, settled, started, wait_until
+
+
+def test_kafka_fails_mid_stream_and_comes_back_in_order(make_app):
+    client, pipeline = started(make_app())
+    fake = pipeline.sender.producer
+    fake.mode = "hold"
+    for n in range(10):
+        assert post_numbered(client, n).status_code == 204
+    wait_until(lambda: len(fake.held) == 10, what="every event in flight")
+    fake.error = KafkaTimeoutError("Batch expired")
+    fake.fail_held()  # Kafka fails them all, and what comes next too
+    for n in range(10, 20):
+        assert post_numbered(client, n).status_code == 204
+    wait_until(lambda: pipeline.sender.lanes.by_topic["events.1"].attempts >= 2, what="retries failing")
+    fake.mode = "ok"
+    settled(pipeline)
+    assert numbers(fake) == list(range(20))
+    assert not list(pipeline.log.dir.glob("dead-letter/*"))
+
+
+def test_a_topic_kafka_refuses_holds_back_only_its_own_events(make_app, tmp_path):
+    client, pipeline = started(make_app())
+    dead = 'collector_events_total{outcome="dead_letter"}'
+    before = metric(client.get("/metrics").get_data(as_text=True), dead)  # the process's count: other tests add
+    fake = pipeline.sender.producer
+    fake.refuse["events.666"] = InvalidRecordError("the record does not meet the topic's schema")
+    for n in range(30):
+        assert post_numbered(client, n, aid="666" if n % 2 else "1").status_code == 204
+    settled(pipeline)
+    assert numbers(fake) == list(range(0, 30, 2))
+    [path] = (tmp_path / "spool" / "dead-letter").glob("*.jsonl")
+    assert path.name == "events.666.jsonl"
+    letters = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [d["value"]["properties"]["n"] for d in letters] == list(range(1, 30, 2))
+    assert all("InvalidRecordError" in d["reason"] and d["event_id"] == d["value"]["event_id"] for d in letters)
+    assert metric(client.get("/metrics").get_data(as_text=True), dead) - before == 15
+
+
+def test_a_topic_that_keeps_failing_while_others_are_delivered_is_dead_lettered(make_app, tmp_path):
+    client, pipeline = started(make_app(COLLECTOR_DEAD_LETTER_AFTER_MS=1000))
+    fake = pipeline.sender.producer
+    fake.refuse["events.7"] = KafkaTimeoutError("no leader for ever")  # retriable, but it never mends
+    for n in range(10):
+        assert post_numbered(client, n, aid="7").status_code == 204
+    others = iter(range(100, 10_000))
+
+    def others_flow() -> list[object]:  # account 1's events keep coming and being delivered
+        assert post_numbered(client, next(others), aid="1").status_code == 204
+        return list((tmp_path / "spool" / "dead-letter").glob("events.7.jsonl"))
+
+    wait_until(others_flow, what="dead letters")
+    settled(pipeline)
+    assert numbers(fake) == list(range(100, next(others)))
+    letters = (tmp_path / "spool" / "dead-letter" / "events.7.jsonl").read_text().splitlines()
+    assert sorted(json.loads(line)["value"]["properties"]["n"] for line in letters) == list(range(10))
+    assert "failing for" in json.loads(letters[0])["reason"]
+
+
+def test_when_all_of_kafka_fails_nothing_is_dead_lettered(make_app, tmp_path):
+    client, pipeline = started(make_app(COLLECTOR_DEAD_LETTER_AFTER_MS=1000))
+    fake = pipeline.sender.producer
+    fake.mode, fake.error = "fail", KafkaTimeoutError("Kafka is away")
+    for n in range(10):
+        assert post_numbered(client, n, aid=str(1 + n % 2)).status_code == 204
+    wait_until(lambda: all(lane.attempts >= 4 for lane in pipeline.sender.lanes.by_topic.values()), what="long failure")
+    fake.mode = "ok"
+    settled(pipeline)
+    assert sorted(numbers(fake, "events.1") + numbers(fake, "events.2")) == list(range(10))
+    assert not (tmp_path / "spool" / "dead-letter").exists()
+
+
+def test_a_failing_topic_that_fills_the_memory_bound_is_dead_lettered_and_the_others_go_on(make_app, tmp_path):
+    client, pipeline = started(make_app(COLLECTOR_MAX_PENDING=20, COLLECTOR_KAFKA_DELIVERY_TIMEOUT_MS=3000))
+    fake = pipeline.sender.producer
+    fake.refuse["events.7"] = KafkaTimeoutError("no leader")  # retriable, and it goes on
+    for n in range(30):
+        assert post_numbered(client, n, aid="7").status_code == 204
+    for n in range(100, 110):
+        assert post_numbered(client, n, aid="1").status_code == 204  # behind the bound, in the log
+    letters = tmp_path / "spool" / "dead-letter" / "events.7.jsonl"
+    wait_until(letters.exists, what="the failing topic's events dead-lettered")
+    assert "held back while the collector's memory bound (20 events) was full" in letters.read_text()
+    wait_until(lambda: numbers(fake) == list(range(100, 110)), what="the other account's events delivered")

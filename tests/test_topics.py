@@ -1,0 +1,53 @@
+"""Account topics (app/topics.py): created before their first event, and again when they vanish;
+without a broker, tried again."""
+from __future__ import annotations
+
+from kafka.errors import UnknownTopicOrPartitionError
+
+from app.topics import Topics
+from tests.fakes import FakeKafkaAdmin
+from tests.helpers import first_seen, numbers, post_numbered, settled, started, wait_until
+
+
+def test_a_missing_or_vanished_topic_is_created_before_its_events_go(make_app):
+    FakeKafkaAdmin.missing.add("events.1")
+    client, pipeline = started(make_app(COLLECTOR_TOPIC_PARTITIONS=3))
+    fake = pipeline.sender.producer
+    assert post_numbered(client, 0).status_code == 204
+    settled(pipeline)
+    assert FakeKafkaAdmin.topics == {"events.1": (3, -1)}
+    FakeKafkaAdmin.topics.clear()  # the broker lost it
+    FakeKafkaAdmin.missing.add("events.1")
+    fake.refuse["events.1"] = UnknownTopicOrPartitionError()
+    assert post_numbered(client, 1).status_code == 204
+    wait_until(lambda: FakeKafkaAdmin.topics, what="the topic created again")
+    assert FakeKafkaAdmin.topics == {"events.1": (3, -1)}
+    del fake.refuse["events.1"]
+    settled(pipeline)
+    assert first_seen(numbers(fake)) == [0, 1]
+
+
+def test_topics_are_created_in_one_request_with_their_settings_and_known_after(fake_cluster):
+    topics = Topics(FakeKafkaAdmin, {}, 3, 1)
+    topics.ensure(["events.1", "events.2"])
+    assert ("events.1" in topics, "events.2" in topics) == (True, True)
+    assert fake_cluster.topics == {"events.1": (3, 1), "events.2": (3, 1)}
+    topics.forget("events.1")  # it may have vanished
+    assert ("events.1" in topics, "events.2" in topics) == (False, True)
+
+
+class NoBroker:
+    """An admin client that cannot reach Kafka."""
+
+    def __init__(self, **configs: object) -> None:
+        raise ConnectionRefusedError("no broker")
+
+
+def test_without_a_broker_no_topic_is_known_and_creating_it_is_tried_again(fake_cluster, caplog):
+    topics = Topics(NoBroker, {}, 3, 1)
+    topics.ensure(["events.1"])
+    assert "events.1" not in topics
+    assert "1 topics not checked (ConnectionRefusedError('no broker')): their events wait" in caplog.text
+    topics.admin_factory = FakeKafkaAdmin  # the broker is back
+    wait_until(lambda: topics.ensure(["events.1"]) or "events.1" in topics, what="the topic created")
+    assert fake_cluster.topics == {"events.1": (3, 1)}
