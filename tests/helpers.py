@@ -159,6 +159,17 @@ def first_seen(ns: Iterable[int]) -> list[int]:
     return seen
 
 
+def refused(response: TestResponse, status: int, errors: dict[str, list[str]] | None,
+            sent: Callable[[], list[dict[str, Any]]]) -> None:
+    """``response`` is a JSON error of ``status`` with these ``errors`` (None: no field named),
+    and nothing reached Kafka."""
+    assert response.status_code == status
+    answer = response.get_json()
+    assert answer["code"] == status and answer["message"]
+    assert answer.get("errors") == errors
+    assert sent() == []
+
+
 # -- a real broker and gunicorn --------------------------------------------------------------
 
 def account_id() -> str:

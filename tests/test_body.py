@@ -8,7 +8,7 @@ import zlib
 
 import pytest
 
-from tests.helpers import EVENT
+from tests.helpers import EVENT, refused
 
 BODY = json.dumps(EVENT).encode()
 PAGE = "http://shop.example"
@@ -97,9 +97,5 @@ NOT_JSON = [
 
 @pytest.mark.parametrize(("body", "status", "errors"), NOT_JSON)
 def test_bodies_that_are_not_strict_json_or_too_deep_are_refused(client, sent, body, status, errors):
-    response = client.post("/collect/1/1/event", data=body.encode(), content_type="application/json")
-    assert response.status_code == status
-    answer = response.get_json()
-    assert answer["code"] == status and answer["message"]
-    assert answer.get("errors") == errors
-    assert sent() == []
+    refused(client.post("/collect/1/1/event", data=body.encode(), content_type="application/json"),
+            status, errors, sent)

@@ -1,4 +1,5 @@
-"""/docs: Swagger UI over /openapi.json, every asset served by the collector; Try it out sends a real event."""
+"""/docs (app/docs.py): Swagger UI over /openapi.json, every file served by the collector, off with COLLECTOR_DOCS=false
+(Try it out in Chromium: integration/test_docs.py)."""
 from __future__ import annotations
 
 import re

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from marshmallow import ValidationError
 
 from app.event import Limits, make_event, now_rfc3339
-from tests.helpers import EVENT, REQUIRED, sent_by
+from tests.helpers import EVENT, REQUIRED, refused, sent_by
 
 
 @pytest.mark.parametrize(("body", "instance_id", "properties"), [
@@ -109,12 +109,8 @@ LIMIT_CASES = [
 
 @pytest.mark.parametrize(("body", "status", "errors"), LIMIT_CASES)
 def test_limits(client, sent, body, status, errors):
-    response = client.post("/collect/1/1/event", data=body.encode(), content_type="application/json")
-    assert response.status_code == status
-    answer = response.get_json()
-    assert answer["code"] == status and answer["message"]
-    assert answer.get("errors") == errors
-    assert sent() == []
+    refused(client.post("/collect/1/1/event", data=body.encode(), content_type="application/json"),
+            status, errors, sent)
 
 
 @pytest.mark.parametrize(("setting", "value", "extra", "errors"), [
