@@ -7,14 +7,18 @@ from . import collect, config, cors, delivery, docs, errors, openapi, ops, proxy
 from .config import Settings
 from .kafka_client import KAFKA, Clients
 
+#: The parts that need only the app; their order is free (each reads the settings, and any other
+#: part through its accessor when a request needs it).
+PARTS = (errors, registry, cors, collect, ops, openapi, docs, proxy)
+
 
 def create_app(settings: Settings | None = None, clients: Clients = KAFKA) -> Flask:
     """Build the app on ``settings`` (default: read from the environment), its Kafka clients
-    made by ``clients``. Every part reads what it needs when it needs it: their order is free."""
+    made by ``clients``."""
     app = Flask(__name__, static_folder=None)
     app.url_map.merge_slashes = False  # "/collect//1/1/event" is a 404, not a redirect to another path
     config.init_app(app, settings or Settings.from_env())
-    for part in (errors, registry, cors, collect, ops, openapi, docs, proxy):
-        part.init_app(app)
     delivery.init_app(app, clients)
+    for part in PARTS:
+        part.init_app(app)
     return app

@@ -2,7 +2,12 @@
 app's ``collector.`` keys, so that two apps share nothing."""
 from __future__ import annotations
 
-from app import create_app
+import random
+
+from flask import Flask
+
+from app import PARTS as WIRED
+from app import config, create_app, delivery
 from app.config import Settings, get_settings
 from app.delivery import get_pipeline
 from app.openapi import get_document
@@ -60,3 +65,22 @@ def test_two_apps_share_no_state(make_app, tmp_path):
     batches = [get_document(a)["paths"]["/collect/{aid}/{tid}/events"]["post"]["requestBody"]["content"]
                ["application/json"]["schema"]["maxItems"] for a in (large, small)]
     assert batches == [100, 2]
+
+
+def test_the_parts_work_wired_in_any_order(tmp_path):
+    settings = Settings.from_env({"COLLECTOR_SPOOL_DIR": str(tmp_path / "spool"), "COLLECTOR_SENDER": "worker"})
+    parts = [*WIRED, delivery]
+    random.Random(7).shuffle(parts)
+    for order in (parts, parts[::-1]):
+        app = Flask("collector", static_folder=None)
+        config.init_app(app, settings)
+        for part in order:
+            part.init_app(app, FAKE_KAFKA) if part is delivery else part.init_app(app)
+        client = app.test_client()
+        try:
+            assert client.post("/collect/1/1/event", json=EVENT).status_code == 204, [p.__name__ for p in order]
+            assert client.post("/collect/1/1/event", json={}).get_json()["code"] == 400
+            assert client.get("/readyz").status_code in (200, 503) and client.get("/docs").status_code == 200
+            assert [r["key"] for r in sent_by(app)] == [EVENT["instance_id"]]
+        finally:
+            get_pipeline(app).close()
