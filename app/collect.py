@@ -50,7 +50,7 @@ def init_app(app: Flask) -> None:
 def get_view() -> View:
     """The current app's ``View``."""
     view: View | None = current_app.extensions.get(EXTENSION)
-    if view is None:
+    if view is None:  # two threads may both build it: the same values, and one assignment wins
         s = get_settings()
         view = current_app.extensions[EXTENSION] = View(
             s.cors_origins, s.max_body_bytes, s.body_timeout_ms, s.max_batch, Limits.of(s), get_registry(),
@@ -92,11 +92,9 @@ def begin(aid: str, tid: str) -> Call:
     return Call(req, view, account, tracker, vendors)
 
 
-def curate(call: Call, event_id: str, body: Any, context: dict[str, Any]) -> dict[str, Any]:
-    """One event of the call, or ``ValidationError``: a body that is not an object, over a limit,
-    not what the schema allows, or from a vendor or product the registry does not list."""
-    if not isinstance(body, dict):
-        raise ValidationError(f"must be a JSON object, not {type(body).__name__}")
+def curate(call: Call, event_id: str, body: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+    """One event of the call, or ``ValidationError``: a body over a limit, not what the schema
+    allows, or from a vendor or product the registry does not list."""
     event = make_event(event_id, call.account, call.tracker, body, context, call.view.limits)
     if call.vendors is not None and (unknown := unregistered(call.vendors, event["vendor"], event["product"])):
         raise ValidationError(unknown)
@@ -174,6 +172,8 @@ def track_batch(aid: str, tid: str) -> Response:
     events, rejected = [], []
     for index, item in enumerate(body):
         try:
+            if not isinstance(item, dict):
+                raise ValidationError(f"must be a JSON object, not {type(item).__name__}")
             events.append(curate(call, new_event_id(), item, context))
         except ValidationError as exc:
             rejected.append({"index": index, "errors": exc.normalized_messages()})

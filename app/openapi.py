@@ -132,7 +132,7 @@ def get_document(app: Flask | None = None) -> dict[str, Any]:
     """The document of ``app`` (default: the current app), built on first use."""
     app = app or current_app._get_current_object()  # type: ignore[attr-defined]
     document: dict[str, Any] | None = app.extensions.get(EXTENSION)
-    if document is None:
+    if document is None:  # two threads may both build it: the same document, one assignment wins
         document = app.extensions[EXTENSION] = build(get_settings(app))
     return document
 
