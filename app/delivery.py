@@ -82,7 +82,7 @@ class Pipeline:
         """Why this worker is not ready, or None; never blocks."""
         if self._pid != os.getpid():
             return "not started"
-        return health.unready(self.supervisor, self.probe, self.sender.heard, self.sender.beat, self.ready_s)
+        return health.unready(self.supervisor, self.probe, self.sender.heard, self.sender.last_run(), self.ready_s)
 
     def close(self) -> None:
         """At exit: finish what is in flight within COLLECTOR_SHUTDOWN_FLUSH_MS; the rest stays in the log."""

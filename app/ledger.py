@@ -5,10 +5,17 @@ Everything here is owned by the sender thread.
 """
 from __future__ import annotations
 
+import logging
 import os
 from collections import deque
+from typing import TYPE_CHECKING
 
 from .segment import Record, Segment
+
+if TYPE_CHECKING:
+    from .log import Log
+
+log = logging.getLogger(__name__)
 
 
 class Entry:
@@ -61,6 +68,21 @@ class Cursor:
     def backlog(self) -> int:
         """Bytes of the segment not yet acknowledged."""
         return self.segment.size - self.mark()
+
+
+def advance(cursors: list[Cursor], wal: Log) -> None:
+    """Record how far each segment is acknowledged; let go of the finished ones."""
+    for cursor in list(cursors):
+        try:
+            cursor.record_mark()
+        except OSError as exc:
+            log.error("ack position of %s not recorded: %r", cursor.segment.path.name, exc)
+        segment = cursor.segment
+        if not segment.sealed and not segment.empty and cursor.mark() == segment.size:
+            wal.seal(segment, segment.size)  # all acknowledged: an idle log leaves no file behind
+        if cursor.finished:
+            cursors.remove(cursor)
+            wal.remove(segment, delete=True)
 
 
 class Lane:

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 from . import metrics
 from .election import Election
 from .lanes import Lanes
-from .ledger import Cursor, Entry
+from .ledger import Cursor, Entry, advance
 from .log import Log
-from .segment import records_in
+from .reader import writes_in
 from .topics import Topics
 
 if TYPE_CHECKING:
@@ -49,7 +49,9 @@ class Sender:
         self.deadline = 0.0
         self.cursors: list[Cursor] = []
         self.election = Election(wal.dir)
-        self._sync_at = 0.0
+        self.elected = False  # with one sender per host: this thread won the election
+        self.host_beat = 0.0  # when the host's elected sender last ran, as last read (0.0: unknown)
+        self._sync_at = self._tidy_at = 0.0
 
     @property
     def heard(self) -> float:
@@ -79,6 +81,7 @@ class Sender:
         sender per host, first wait to be elected: to hold the lock of ``sender.lock``."""
         if self.host and not self._elected():
             return
+        self.elected = True
         self.reset()
         while not self.stop.wait(self.interval_s):
             self.step()
@@ -90,17 +93,17 @@ class Sender:
             if self.election.won():
                 log.info("this worker sends the events of every worker on the host")
                 return True
-            if self.fsync_s and now >= self._sync_at:  # this worker's own appends still need it
-                self._sync_at = now + self.fsync_s
-                self.log.sync()
-            self.log.let_go_if_idle()
-            metrics.flush()  # this worker's own counts of requests and accepted events
+            self.host_beat = self.election.last_beat()
+            self.log.count()  # what every worker wrote and the sender delivered: this worker's limit
+            self._chores(now)  # this worker's own appends and counts still need them
             if self.stop.wait(self.interval_s):  # the elected one's death frees the lock: taken over at once
                 return False
 
     def step(self) -> None:
         """One pass: settle, adopt, read, send, watch, record, sync."""
         now = self.beat = time.monotonic()
+        if self.host:
+            self.election.publish(now)
         self.lanes.settle(now)
         if self.host or now >= self._adopt_at:
             self._adopt_at = now + self.adopt_s
@@ -110,17 +113,17 @@ class Sender:
         self._read()
         self.lanes.send(now)
         self.lanes.watch(now, self.blocked, self.answered())
-        self._advance()
-        self.log.let_go_if_idle()
-        if self.fsync_s and now >= self._sync_at:
-            self._sync_at = now + self.fsync_s
-            self.log.sync()
+        advance(self.cursors, self.log)
+        self.log.count()
+        if now >= self._tidy_at:
+            self._tidy_at = now + 1.0
+            self.log.tidy()
+        self._chores(now)
         metrics.PENDING.set(self.lanes.held)
         self.backlog = sum(c.backlog() for c in self.cursors)  # read by tests and the drain command
         metrics.BACKLOG_BYTES.set(self.backlog)
         oldest = min((c.unsettled[0].record.accepted_at for c in self.cursors if c.unsettled), default=0.0)
         metrics.OLDEST_SECONDS.set(time.time() - oldest if oldest else 0.0)
-        metrics.flush()
         self.passes += 1
         if self.outages() != self._outages:
             # The broker that comes back may be a new one, without the topics: a producer that
@@ -130,6 +133,14 @@ class Sender:
             log.error("replacing the Kafka producer (%s); unacknowledged events are sent again", self.lanes.broken)
             self.reset()
 
+    def _chores(self, now: float) -> None:
+        """Let go of an idle segment, sync the log when due, and flush this worker's counts."""
+        self.log.let_go_if_idle()
+        if self.fsync_s and now >= self._sync_at:
+            self._sync_at = now + self.fsync_s
+            self.log.sync()
+        metrics.flush()
+
     def finish(self, deadline: float) -> None:
         """At exit: go on delivering until the log is empty or ``deadline``; the rest stays in the log."""
         self.step()
@@ -137,12 +148,19 @@ class Sender:
             time.sleep(min(self.interval_s, max(0.0, deadline - time.monotonic())))
             self.step()
         self.lanes.settle(time.monotonic())
-        self._advance()
+        advance(self.cursors, self.log)
         self.log.sync()
         self.lanes.close()
         for cursor in self.cursors:
             self.log.remove(cursor.segment, delete=cursor.finished)
         self.election.resign()
+
+    def last_run(self) -> float:
+        """When sending on this host last made progress: this thread's last pass, or while another
+        worker is the elected sender, the older of this thread's beat and that worker's."""
+        if self.host and not self.elected and self.host_beat:
+            return min(self.beat, self.host_beat)
+        return self.beat
 
     def _read(self) -> None:
         self.blocked = False
@@ -150,38 +168,14 @@ class Sender:
             if cursor.position < cursor.segment.size and self.lanes.full:
                 self.blocked = True  # the rest waits on disk
                 return
-            for offset, record, after in records_in(cursor.segment, cursor.position):
-                if record is None:
-                    self._damaged(cursor, offset)
-                    break
-                self._seq += 1
-                entry = Entry(self._seq, cursor, offset, record)
-                cursor.unsettled.append(entry)
-                self.lanes.add(entry)
-                cursor.position = after
+            for write in writes_in(cursor.segment, cursor.position):
+                write.report(cursor.segment.path.name)
+                for record in write.records:  # a write's records go together: all or none is read
+                    self._seq += 1
+                    entry = Entry(self._seq, cursor, write.offset, record)
+                    cursor.unsettled.append(entry)
+                    self.lanes.add(entry)
+                cursor.position = write.end
                 if self.lanes.full:
                     self.blocked = True
                     return
-            if cursor.segment.sealed and cursor.position < cursor.segment.size:
-                self._damaged(cursor, cursor.position)  # a record torn by a crash mid-write
-
-    def _damaged(self, cursor: Cursor, offset: int) -> None:
-        lost = cursor.segment.size - offset
-        log.error("segment %s: %d bytes from offset %d are damaged or torn; skipped", cursor.segment.path.name,
-                  lost, offset)
-        metrics.LOST.inc()
-        cursor.position = cursor.segment.size
-
-    def _advance(self) -> None:
-        """Record how far each segment is acknowledged; let go of the finished ones."""
-        for cursor in list(self.cursors):
-            try:
-                cursor.record_mark()
-            except OSError as exc:
-                log.error("ack position of %s not recorded: %r", cursor.segment.path.name, exc)
-            segment = cursor.segment
-            if not segment.sealed and segment.size and cursor.mark() == segment.size:
-                self.log.seal(segment, segment.size)  # all acknowledged: an idle log leaves no file behind
-            if cursor.finished:
-                self.cursors.remove(cursor)
-                self.log.remove(segment, delete=True)

@@ -353,14 +353,15 @@ def measure(target: Target, connections: int, args: argparse.Namespace, broker: 
 def events_in_log(spool: Path) -> set[str]:
     """The event ids a stopped collector left in its write-ahead log, past each segment's
     acknowledged position (or, for a commit before the log, in its spool's JSON lines)."""
-    from app.segment import Segment, records_in
+    from app.reader import records_in
+    from app.segment import Segment
 
     ids = {orjson.loads(line)["event_id"] for f in spool.glob("*.jsonl") for line in f.read_bytes().splitlines()}
     for path in spool.glob("*.log"):
         fd = os.open(path, os.O_RDONLY)
         try:
             segment = Segment(path, fd, os.fstat(fd).st_size, sealed=True)
-            ids |= {orjson.loads(r.value)["event_id"] for _, r, _ in records_in(segment, segment.acked()) if r}
+            ids |= {orjson.loads(r.value)["event_id"] for r in records_in(segment, segment.acked())}
         finally:
             os.close(fd)
     return ids

@@ -24,7 +24,8 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from app.delivery import Pipeline, get_pipeline
-from app.segment import Record, Segment, records_in
+from app.reader import records_in
+from app.segment import Record, Segment
 from dev.broker import Broker, free_port, wait_for_port
 from dev.events import read_records
 from tests.fakes import FakeKafkaProducer
@@ -104,9 +105,9 @@ def log_record(i: int, topic: str = "events.1") -> Record:
     return Record(topic, f"key\n{i}".encode(), b'{"n": %d}' % i, 1_700_000_000.5 + i)
 
 
-def read_all(segment: Segment, offset: int = 0) -> list[Record | None]:
-    """The records of ``segment`` from ``offset``; a damaged one is None, and the last."""
-    return [r for _, r, _ in records_in(segment, offset)]
+def read_all(segment: Segment, offset: int | None = None) -> list[Record]:
+    """The records of the whole writes of ``segment`` from ``offset`` (default: its first)."""
+    return list(records_in(segment, offset))
 
 
 # -- an app against fake Kafka clients ----------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from app.log import Log
-from app.segment import decode
+from app.segment import HEADER, decode
 from tests.helpers import EVENT, numbered, post_numbered, sent_by, started
 
 
@@ -15,9 +15,9 @@ def test_every_204_is_on_disk_before_the_answer(make_app):
     for n in range(5):
         assert post_numbered(client, n).status_code == 204
     [segment] = pipeline.log.owned()
-    data, offset, on_disk = segment.path.read_bytes(), 0, []  # the file, not what the worker remembers
+    data, offset, on_disk = segment.path.read_bytes(), len(HEADER), []  # the file, not what the worker remembers
     while (found := decode(data, offset))[0] is not None:
-        record, offset = found
+        record, _, offset = found
         on_disk.append(json.loads(record.value)["properties"]["n"])
     assert (on_disk, offset) == (list(range(5)), len(data))
     another = Log(str(pipeline.log.dir), 1 << 30, 1 << 20)  # another worker's log, on the same directory

@@ -6,18 +6,19 @@ import pytest
 
 from app.ledger import Cursor, Entry, Lane
 from app.log import Log
-from app.segment import records_in
+from app.reader import writes_in
 from tests.helpers import log_record, read_all
 
 
 def read(cursor: Cursor) -> list[Entry]:
     """Read the rest of the cursor's segment, as the sender does: each record unsettled until Kafka answers."""
     entries = []
-    for offset, record, after in records_in(cursor.segment, cursor.position):
-        entry = Entry(len(entries) + 1, cursor, offset, record)
-        cursor.unsettled.append(entry)
-        cursor.position = after
-        entries.append(entry)
+    for write in writes_in(cursor.segment, cursor.position):
+        for record in write.records:
+            entry = Entry(len(entries) + 1, cursor, write.offset, record)
+            cursor.unsettled.append(entry)
+            entries.append(entry)
+        cursor.position = write.end
     return entries
 
 
@@ -25,7 +26,8 @@ def read(cursor: Cursor) -> list[Entry]:
 def log(tmp_path):
     """A log of one segment of three records."""
     log = Log(str(tmp_path), 1 << 30, 1 << 20)
-    log.append([log_record(i) for i in range(3)])
+    for i in range(3):
+        log.append([log_record(i)])
     yield log
     for segment in log.owned():
         log.remove(segment, delete=False)
@@ -40,9 +42,9 @@ def segment(log):
 def test_the_mark_passes_a_record_once_it_and_every_one_before_it_is_settled(segment):
     cursor = Cursor(segment)
     first, second, third = read(cursor)
-    assert (cursor.mark(), cursor.backlog()) == (0, segment.size)
+    assert (cursor.mark(), cursor.backlog()) == (segment.start, segment.size - segment.start)
     second.settled = True  # acknowledged before the first: the mark waits for the first
-    assert cursor.mark() == 0
+    assert cursor.mark() == segment.start
     first.settled = True
     assert (cursor.mark(), cursor.backlog()) == (third.offset, segment.size - third.offset)
     third.settled = True
