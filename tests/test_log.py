@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import errno
 import os
+import time
+from pathlib import Path
 
 import pytest
 
 from app import log as wal
 from app.log import Log, LogFull
-from app.segment import HEADER, encode
+from app.segment import HEADER, encode, segments, unacknowledged
 from tests.helpers import log_record, read_all
 
 
@@ -86,3 +88,151 @@ def test_a_segment_is_adopted_only_once_its_owner_lets_go_and_from_its_ack(tmp_p
     assert third.owned() == []  # one adopter at a time
     other.remove(adopted, delete=True)
     assert not segment.path.exists() and not segment.ack_path.exists()
+
+
+def shared(tmp_path, max_bytes: int = 1 << 30) -> Log:
+    """A worker's log with one sender per host: it lets go of its segments for that sender."""
+    return Log(str(tmp_path), max_bytes, 1 << 20, shared=True)
+
+
+def acknowledge_all(directory) -> None:
+    """As the host's sender: Kafka acknowledged every segment whole."""
+    for path in segments(directory):
+        path.with_name(path.name + ".ack").write_bytes(b"%020d" % path.stat().st_size)
+
+
+def test_a_worker_that_is_not_the_sender_counts_what_the_log_holds_now_not_what_it_ever_took(tmp_path):
+    size = len(encode(log_record(0)))
+    worker, other = shared(tmp_path, max_bytes=20 * size), shared(tmp_path, max_bytes=20 * size)
+    for i in range(200):  # ten times its maximum over its life, delivered as it goes
+        worker.append([log_record(i)])
+        if i % 10 == 9:
+            acknowledge_all(tmp_path)
+            worker.count()
+    other.append([log_record(0)])
+    worker.count()
+    other.count()
+    assert worker.held == other.held == unacknowledged(tmp_path) == len(HEADER) + size  # one figure for all
+
+
+def test_the_dead_letters_count_in_the_maximum(tmp_path):
+    log = shared(tmp_path, max_bytes=1000)
+    (tmp_path / "dead-letter").mkdir()
+    (tmp_path / "dead-letter" / "events.1.jsonl").write_bytes(b"x" * 990)
+    log.count()
+    with pytest.raises(LogFull):
+        log.append([log_record(0)])
+
+
+def test_an_outage_makes_segments_bigger_not_more(tmp_path, monkeypatch):
+    monkeypatch.setattr(Log, "ROLL_S", 0.0)
+    monkeypatch.setattr(Log, "IDLE_S", 0.0)  # as if every append came after the roll time
+    log = shared(tmp_path)
+    for i in range(50):  # nothing is delivered: nothing is deleted
+        log.append([log_record(i)])
+        log.let_go_if_idle()
+    assert len(segments(tmp_path)) == 2  # the one let go of, and the one written
+    first = segments(tmp_path)[0]
+    first.unlink()  # delivered and deleted by the sender: the writer may let go of the next
+    log.append([log_record(50)])
+    assert len(segments(tmp_path)) == 2 and first not in segments(tmp_path)
+
+
+def test_a_follower_never_reads_a_writers_next_segment_before_the_end_of_the_one_before(tmp_path, monkeypatch):
+    writer, follower = shared(tmp_path), shared(tmp_path)
+    writer.append([log_record(0)])
+    follower.adopt(follow=True)
+    listing = wal.segments
+
+    def writer_rolls_meanwhile(directory):  # between the follower's look at S1 and at the directory
+        writer.append([log_record(1)])
+        writer.seal()
+        writer.append([log_record(2)])
+        return listing(directory)
+
+    monkeypatch.setattr(wal, "segments", writer_rolls_meanwhile)
+    follower.adopt(follow=True)
+    monkeypatch.undo()
+    assert [r for s in follower.owned() for r in read_all(s)] == [log_record(0), log_record(1), log_record(2)]
+
+
+def test_a_batch_whose_write_comes_up_short_is_never_read_by_a_follower(tmp_path, monkeypatch):
+    writer, follower = shared(tmp_path), shared(tmp_path)
+    writer.append([log_record(0)])
+    real_write = os.write
+    seen_meanwhile = []
+
+    def short_write(fd: int, data: bytes) -> int:
+        written = real_write(fd, bytes(data)[: 2 * len(encode(log_record(1))) + 3])  # two whole records of three
+        follower.adopt(follow=True)  # the host's sender reads before the writer cuts it off
+        seen_meanwhile.extend(r for s in follower.owned() for r in read_all(s))
+        return written
+
+    monkeypatch.setattr(wal.os, "write", short_write)
+    with pytest.raises(OSError):
+        writer.append([log_record(1), log_record(2), log_record(3)])  # answered 503
+    monkeypatch.undo()
+    follower.adopt(follow=True)
+    assert seen_meanwhile == [log_record(0)]
+    assert [r for s in follower.owned() for r in read_all(s)] == [log_record(0)]
+
+
+def test_a_segment_the_disk_will_not_delete_is_kept_held_and_never_taken_again(tmp_path, monkeypatch):
+    gone = shared(tmp_path)
+    gone.append([log_record(0)])
+    gone.seal()  # its writer let go: a sender takes it
+    sender, other = Log(str(tmp_path), 1 << 30, 1 << 20), Log(str(tmp_path), 1 << 30, 1 << 20)
+    sender.adopt()
+    [segment] = sender.owned()
+    real_unlink = Path.unlink
+
+    def read_only(path, missing_ok=False):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(Path, "unlink", read_only)
+    sender.remove(segment, delete=True)  # delivered, and the disk refuses
+    sender.adopt()
+    other.adopt()
+    assert sender.owned() == other.owned() == []  # nobody sends it again
+    monkeypatch.setattr(Path, "unlink", real_unlink)
+    sender.tidy()
+    assert not segment.path.exists()
+    with pytest.raises(OSError):
+        os.fstat(segment.fd)  # closed once deleted
+
+
+def test_running_out_of_descriptors_neither_kills_the_sender_nor_empties_the_count(tmp_path, monkeypatch):
+    gone = shared(tmp_path)
+    gone.append([log_record(0)])
+    gone.seal()
+    sender = Log(str(tmp_path), 1 << 30, 1 << 20)
+    sender.count()
+    held = sender.held
+
+    def emfile(*args, **kwargs):
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(wal.os, "open", emfile)
+    sender.adopt()  # the segment waits for a later pass
+    monkeypatch.setattr(wal, "segments", emfile)
+    monkeypatch.setattr(wal, "unacknowledged", emfile)
+    sender.adopt()
+    sender.count()
+    assert (sender.owned(), sender.held) == ([], held)
+    monkeypatch.undo()
+    sender.adopt()
+    assert len(sender.owned()) == 1
+
+
+def test_what_a_crash_leaves_behind_is_swept(tmp_path):
+    log = shared(tmp_path)
+    log.append([log_record(0)])
+    [live] = segments(tmp_path)
+    live.with_name(live.name + ".ack").write_bytes(b"0")
+    orphan = tmp_path / "00000000000000000007.log.ack"
+    orphan.write_bytes(b"0")
+    tmp = tmp_path / ".00000000000000000008.log.tmp"
+    tmp.write_bytes(HEADER)
+    os.utime(tmp, (time.time() - 120, time.time() - 120))
+    Log(str(tmp_path), 1 << 30, 1 << 20).tidy()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, live.name + ".ack", "sequence"])

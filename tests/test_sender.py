@@ -3,9 +3,17 @@ acknowledged position, replaces a broken producer, and with one sender per host,
 sends for all and another takes over."""
 from __future__ import annotations
 
+import json
+import os
+import threading
+import time
+
 from kafka.errors import IllegalStateError
 
-from tests.helpers import numbers, post_numbered, settled, started, wait_until
+from app.delivery import get_pipeline
+from app.log import Log
+from app.segment import HEADER, Record, encode_write, segments
+from tests.helpers import metric, numbered, numbers, post_numbered, settled, started, wait_until
 
 
 def test_a_new_worker_resumes_a_gone_workers_log_from_its_acknowledged_position(make_app, tmp_path):
@@ -55,3 +63,66 @@ def test_with_one_sender_per_host_one_worker_sends_for_all_and_another_takes_ove
         assert post_numbered(client, n, instance="i").status_code == 204
     wait_until(lambda: other.sender.producer is not None and numbers(other.sender.producer)[-5:] == list(range(10, 15)),
                what="the other worker sending")
+
+
+LOST = 'collector_events_total{outcome="lost"}'
+
+
+def left_by_a_gone_worker(spool, batches: list[list[int]]):
+    """A segment a gone worker left in ``spool``, one write per batch of event numbers, and each write's offset."""
+    writer = Log(str(spool), 1 << 30, 1 << 24, shared=True)
+    offsets = []
+    for batch in batches:
+        offsets.append(writer._current.size if writer._current else len(HEADER))
+        writer.append([Record("events.1", b"i", json.dumps({"properties": {"n": n}}).encode(), time.time())
+                       for n in batch])
+    writer.seal()
+    return segments(spool)[-1], offsets
+
+
+def test_one_flipped_byte_costs_one_event_and_is_counted_once_a_torn_tail_costs_none(make_app, tmp_path):
+    spool = tmp_path / "spool"
+    damaged, offsets = left_by_a_gone_worker(spool, [[n] for n in range(100)])
+    fd = os.open(damaged, os.O_WRONLY)
+    os.pwrite(fd, b"\xff", offsets[50] + 20)  # inside event 50's record
+    os.close(fd)
+    torn, _ = left_by_a_gone_worker(spool, [[n] for n in range(100, 110)])
+    with open(torn, "ab") as file:  # a worker killed mid-write: that request got no 204
+        file.write(encode_write([Record("events.1", b"i", b'{"properties": {"n": 999}}')])[:-4])
+    app = make_app()
+    before = app.test_client().get("/metrics").get_data(as_text=True)
+    client, pipeline = started(app)
+    settled(pipeline)
+    after = client.get("/metrics").get_data(as_text=True)
+    assert numbers(pipeline.sender.producer) == [n for n in range(110) if n != 50]
+    assert metric(after, LOST) - metric(before, LOST) == 1
+    assert segments(spool) == []
+
+
+def test_a_worker_that_is_not_the_sender_is_never_held_to_what_it_took_over_its_life(make_app):
+    sender = make_app(COLLECTOR_SENDER="host")
+    appender = make_app(COLLECTOR_SENDER="host", COLLECTOR_SPOOL_MAX_BYTES=1024**2, COLLECTOR_MAX_BODY_BYTES=900 * 1024)
+    started(sender)
+    client, pipeline = started(appender)
+    wait_until(lambda: get_pipeline(sender).sender.elected, what="the first one elected")
+    for batch in range(17):  # 12 MiB in all, 12 times the maximum, delivered as it goes
+        events = [numbered(batch * 100 + i, pad="x" * 8000) for i in range(90)]
+        assert client.post("/collect/1/1/events", json=events).get_json()["accepted"] == 90
+        settled(get_pipeline(sender))
+        for _ in range(2):  # a round of its own sender thread that began after the delivery: it counts again
+            since = time.monotonic()
+            wait_until(lambda: pipeline.sender.beat > since, what="the appender's count")
+    assert pipeline.log.held < 64 * 1024
+
+
+def test_every_workers_readiness_says_so_when_the_hosts_sender_is_stuck(make_app, monkeypatch):
+    first, second = make_app(COLLECTOR_SENDER="host"), make_app(COLLECTOR_SENDER="host")
+    (_, one), (_, two) = started(first), started(second)
+    elected = wait_until(lambda: next((p for p in (one, two) if p.sender.elected), None), what="one elected")
+    other = two if elected is one else one
+    wait_until(lambda: other.unready() is None and elected.unready() is None, what="both ready")
+    stuck = threading.Event()
+    monkeypatch.setattr(elected.sender.lanes, "settle", lambda now: stuck.wait(30))  # a pass that never ends
+    why = wait_until(other.unready, timeout=20, what="the other worker unready")
+    stuck.set()
+    assert "the sender has not run for" in why
