@@ -111,7 +111,7 @@ def test_a_worker_that_is_not_the_sender_is_never_held_to_what_it_took_over_its_
         settled(get_pipeline(sender))
         for _ in range(2):  # a round of its own sender thread that began after the delivery: it counts again
             since = time.monotonic()
-            wait_until(lambda: pipeline.sender.beat > since, what="the appender's count")
+            wait_until(lambda since=since: pipeline.sender.beat > since, what="the appender's count")
     assert pipeline.log.held < 64 * 1024
 
 
