@@ -99,6 +99,8 @@ def writes_in(segment: Segment, offset: int) -> Iterator[Write]:
             return
         yield Write(start, resume or segment.size, group, lost=1)  # the records before it stand
         start, group, position = resume or segment.size, [], resume or segment.size
+    if group and segment.sealed:
+        yield Write(start, segment.size, [], torn=True)  # its last record never came
 
 
 def records_in(segment: Segment, offset: int | None = None) -> Iterator[Record]:

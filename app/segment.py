@@ -15,6 +15,7 @@ How far Kafka has acknowledged a segment is kept beside it in ``<segment>.ack`` 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import logging
 import os
@@ -111,7 +112,8 @@ class Segment:
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_EXCL, 0o640)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            os.write(fd, HEADER)
+            if os.write(fd, HEADER) != len(HEADER):
+                raise OSError(errno.ENOSPC, "short write of a segment's header")
             os.link(tmp, directory / name)  # EEXIST rather than replacing a segment
         except BaseException:
             os.close(fd)

@@ -85,3 +85,11 @@ def test_damage_in_a_segment_still_written_waits_until_what_follows_is_there(tmp
     assert summary(segment) == [([0], 0, False)]
     log.append([log_record(2)])
     assert summary(segment) == [([0], 0, False), ([], 1, False), ([2], 0, False)]
+
+
+def test_a_write_cut_between_two_records_at_the_end_of_a_sealed_segment_is_torn(tmp_path):
+    segment, _ = written(tmp_path, [[0]])
+    with open(segment.path, "ab") as file:  # the first record of two, whole: the write was not
+        file.write(encode(log_record(1), more=True))
+    segment.size = os.path.getsize(segment.path)
+    assert summary(segment) == [([0], 0, False), ([], 0, True)]
