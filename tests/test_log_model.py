@@ -203,5 +203,6 @@ class LogMachine(RuleBasedStateMachine):
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
-LogMachine.TestCase.settings = settings(max_examples=int(os.environ.get("MODEL_EXAMPLES", 150)), stateful_step_count=40, deadline=None)
+LogMachine.TestCase.settings = settings(max_examples=int(os.environ.get("MODEL_EXAMPLES", 150)),  # more: a soak
+                                        stateful_step_count=40, deadline=None)
 TestLog = LogMachine.TestCase
