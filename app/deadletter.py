@@ -3,7 +3,8 @@
 ``COLLECTOR_SPOOL_DIR/dead-letter/<topic>.jsonl``, one JSON object a line: ``{"event_id", "topic",
 "key", "value": <the event>, "reason", "dead_at"}``. A worker's append (whole and synced, or cut off)
 and the drain command's rewrite (the letters kept go to a temporary file renamed over the file) hold
-the file's ``flock``.
+the file's ``flock``. All files hold at most ``COLLECTOR_DEAD_LETTER_MAX_BYTES``: past it, events
+stay in the log.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from typing import Any
 import orjson
 
 from . import metrics
+from .config import ConfigError, Settings
 from .segment import Record
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,23 @@ def line(record: Record, reason: str) -> bytes:
     return orjson.dumps({"event_id": event_id(record), "topic": record.topic,
                          "key": record.key.decode(errors="replace"), "value": event, "reason": reason,
                          "dead_at": datetime.now(UTC).isoformat(timespec="milliseconds")}) + b"\n"
+
+
+def max_bytes() -> int:
+    """``COLLECTOR_DEAD_LETTER_MAX_BYTES``, read from the environment as ``Settings`` reads it."""
+    meta = Settings.__dataclass_fields__["dead_letter_max_bytes"].metadata
+    return int(meta["parse"](meta["variable"], os.environ.get(meta["variable"], meta["default"])))
+
+
+def held_bytes(spool: str | Path) -> int:
+    """Bytes the dead-letter files hold now (listed, not read), set as their gauge; raises ``OSError``."""
+    total = 0
+    with contextlib.suppress(FileNotFoundError), os.scandir(directory(spool)) as listing:
+        for entry in listing:
+            with contextlib.suppress(FileNotFoundError):  # deleted meanwhile
+                total += entry.stat(follow_symlinks=False).st_size
+    metrics.DEAD_LETTER_BYTES.set(total)
+    return total
 
 
 def _open_locked(path: Path, flags: int) -> tuple[int, int]:
@@ -97,10 +116,14 @@ def _sync_dir(folder: Path) -> None:
 
 
 def write(spool: str | Path, records: list[Record], reason: str) -> None:
-    """Append ``records`` of one topic to their file, all or none, synced; raises ``OSError``."""
+    """Append ``records`` of one topic to their file, all or none, synced; raises ``OSError`` (also when full)."""
     folder = directory(spool)
     folder.mkdir(parents=True, exist_ok=True)
     data = b"".join(line(r, reason) for r in records)
+    held, most = held_bytes(spool), max_bytes()
+    if held + len(data) > most:
+        raise OSError(errno.ENOSPC, f"the dead letters hold {held} bytes, and {len(data)} more would pass "
+                                    f"COLLECTOR_DEAD_LETTER_MAX_BYTES ({most})")
     fd, size = _open_locked(folder / f"{records[0].topic}{SUFFIX}", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     try:
         _write_all(fd, data)
@@ -116,13 +139,14 @@ def write(spool: str | Path, records: list[Record], reason: str) -> None:
         raise
     finally:
         os.close(fd)
+    metrics.DEAD_LETTER_BYTES.set(held + len(data))
 
 
 def bury(spool: str | Path, records: list[Record], reason: str) -> bool:
     """Dead-letter ``records`` of one topic, each logged and counted; False (logged) when not written."""
     try:
         write(spool, records, reason)
-    except OSError as exc:
+    except (OSError, ConfigError) as exc:
         log.error("dead letters not written (%s): %d events stay in the log and are tried again", exc, len(records))
         return False
     for record in records:

@@ -1,5 +1,5 @@
 """Dead letters (app/deadletter.py): kept with their reason, sent again, the undelivered kept; never
-lost to a resend, a short write or a kill."""
+lost to a resend, a short write or a kill, and bounded."""
 from __future__ import annotations
 
 import fcntl
@@ -13,9 +13,9 @@ from datetime import datetime
 
 import pytest
 
-from app import deadletter
+from app import deadletter, metrics
 from app.segment import Record
-from tests.helpers import ROOT
+from tests.helpers import ROOT, metric
 
 
 def test_dead_letters_are_sent_again_and_only_the_undelivered_kept(tmp_path):
@@ -107,6 +107,7 @@ def test_a_killed_resend_loses_no_letter_and_its_leftover_is_not_a_letter(tmp_pa
     assert deadletter.resend(spool, lambda rs: [not sent.extend(sent_ids(rs))] * len(rs)) == (4, 0)
     assert sent == ["e0", "e1", "e2", "e3"]
     assert list((spool / "dead-letter").iterdir()) == []
+    assert deadletter.held_bytes(spool) == 0
 
 
 def test_letters_go_in_bounded_batches_and_those_kept_stay_in_order(tmp_path, monkeypatch):
@@ -168,3 +169,28 @@ def test_a_torn_line_an_older_version_left_is_skipped_and_logged_and_the_rest_de
     sent: list[str] = []
     assert deadletter.resend(spool, lambda rs: [not sent.extend(sent_ids(rs))] * len(rs)) == (3, 0)
     assert sent == ["e0", "e2", "e3"]
+
+
+def test_past_their_maximum_dead_letters_are_refused_and_the_events_stay_in_the_log(tmp_path, monkeypatch, caplog):
+    spool = tmp_path / "spool"
+    monkeypatch.setenv("COLLECTOR_DEAD_LETTER_MAX_BYTES", str(1024 * 1024))
+    for n in range(3):
+        assert deadletter.bury(spool, letters("events.1", [n], size=300_000), "refused")
+    assert deadletter.bury(spool, letters("events.2", [3], size=1000), "refused")
+    before = deadletter.held_bytes(spool)
+    assert not deadletter.bury(spool, letters("events.1", [4], size=300_000), "refused")
+    assert "would pass COLLECTOR_DEAD_LETTER_MAX_BYTES (1048576)" in caplog.text
+    assert "1 events stay in the log" in caplog.text
+    assert deadletter.held_bytes(spool) == before and deadletter.count(spool) == 4
+    deadletter.resend(spool, lambda rs: [True] * len(rs))
+    assert deadletter.bury(spool, letters("events.1", [4], size=300_000), "refused")  # room again
+
+
+def test_the_bytes_held_are_those_of_the_files_and_shown_as_a_metric(tmp_path):
+    spool = tmp_path / "spool"
+    assert deadletter.held_bytes(spool) == 0  # no directory yet
+    deadletter.write(spool, letters("events.1", range(2)), "refused")
+    deadletter.write(spool, letters("events.2", range(3)), "refused")
+    on_disk_bytes = sum(p.stat().st_size for p in (spool / "dead-letter").iterdir())
+    assert deadletter.held_bytes(spool) == on_disk_bytes > 0
+    assert metric(metrics.exposition()[0].decode(), "collector_dead_letter_bytes") == on_disk_bytes
