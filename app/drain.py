@@ -12,6 +12,7 @@ running collector's elected sender holds ``sender.lock`` and delivers the direct
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import fcntl
 import fnmatch
@@ -73,11 +74,20 @@ def hold(spool: Path) -> int:
     return fd
 
 
+def _send(producer: Any, record: Record) -> Any:
+    try:
+        return producer.send(record.topic, key=record.key, value=record.value)
+    except Exception as exc:  # noqa: BLE001 - refused at once (too large, a closed producer): it stays
+        logging.getLogger(__name__).warning("a dead letter to %s not sent: %r", record.topic, exc)
+        return None
+
+
 def send_all(producer: Any, topics: Topics, records: list[Record], timeout: float) -> list[bool]:
-    """Send records and wait for each answer: which ones Kafka acknowledged."""
+    """Send records and wait for each answer up to ``timeout``: which ones Kafka acknowledged."""
     topics.ensure(list({r.topic for r in records}))
-    futures = [producer.send(r.topic, key=r.key, value=r.value) if r.topic in topics else None for r in records]
-    producer.flush(timeout)
+    futures = [_send(producer, r) if r.topic in topics else None for r in records]
+    with contextlib.suppress(Exception):  # it gives up (KafkaTimeoutError): what is unanswered stays
+        producer.flush(timeout)
     return [f is not None and f.succeeded() for f in futures]
 
 

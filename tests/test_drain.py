@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 import pytest
+from kafka.errors import KafkaTimeoutError
 
 from app import deadletter, drain
 from app.election import Election
@@ -92,6 +93,21 @@ def test_dead_letters_are_sent_again_only_when_asked(spool, clients, producers, 
     assert [(t, k, json.loads(v)) for t, k, v in producers[-1].sent] == [
         ("events.2", b"k%d" % n, {"event_id": f"e{n}", "n": n}) for n in range(3)]
     assert "dead letters: 3 delivered, 0 left in " in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("fault", ["hold", "raise"], ids=["kafka-stalled", "send-refuses"])
+def test_dead_letters_kafka_does_not_take_are_kept_and_the_status_says_so(spool, capsys, fault):
+    deadletter.write(spool, [log_record(n, "events.2") for n in range(3)], "InvalidRecordError()")
+
+    def failing(**configs: Any) -> FakeKafkaProducer:
+        producer = FakeKafkaProducer(**configs)
+        producer.mode = "hold" if fault == "hold" else "ok"
+        producer.raise_on_send = KafkaTimeoutError("no metadata") if fault == "raise" else None
+        return producer
+
+    assert drain.main(["--dead-letters", "--timeout", "0.5"], clients=Clients(failing, FakeKafkaAdmin)) == 1
+    assert deadletter.count(spool) == 3
+    assert "dead letters: 0 delivered, 3 left in " in capsys.readouterr().out
 
 
 def test_a_bad_setting_stops_it_with_status_2(spool, monkeypatch, capsys):
