@@ -182,6 +182,11 @@ class Settings:
     dead_letter_after_ms: int = setting(
         "COLLECTOR_DEAD_LETTER_AFTER_MS", "300000", whole(1000, 7 * 86_400_000),
         "a topic failing this long while others are delivered goes to the dead letters")
+    # A quarter of the log's default: a topic refused for good fills it, not the disk; past it
+    # the events stay in the log (deadletter.py), and the alert CollectorDeadLettersFull speaks.
+    dead_letter_max_bytes: int = setting(
+        "COLLECTOR_DEAD_LETTER_MAX_BYTES", str(256 * MiB), whole(MiB, 2**50),
+        "the most the dead letters may hold (their events stay in the log above)")
     # gunicorn's graceful_timeout is this plus 5 s (gunicorn.conf.py), so no flush is cut short.
     shutdown_flush_ms: int = setting(
         "COLLECTOR_SHUTDOWN_FLUSH_MS", "5000", whole(0, 60_000), "how long an exiting worker goes on delivering")

@@ -38,6 +38,11 @@ BACKLOG_BYTES = Gauge("collector_spool_backlog_bytes", "Bytes in the log that Ka
                       multiprocess_mode="livesum")
 OLDEST_SECONDS = Gauge("collector_spool_oldest_seconds", "Age of the oldest event held that Kafka has not "
                        "acknowledged", multiprocess_mode="livemax")
+# Every process sees the same directory: the largest of their looks is the host's figure, not
+# a sum. (A "mostrecent" mode shows nothing until a process has looked, and the alert would
+# read an absent series.) Fresh as long as the processes that look keep looking.
+DEAD_LETTER_BYTES = Gauge("collector_dead_letter_bytes", "Bytes the dead letters hold on disk "
+                          "(COLLECTOR_DEAD_LETTER_MAX_BYTES at most)", multiprocess_mode="livemax")
 
 
 # Counts made while answering a request are appended here (a deque's append needs no lock)

@@ -3,14 +3,18 @@ letters once asked, are delivered; the exit status says whether anything is left
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from typing import Any
 
 import pytest
+from kafka.errors import KafkaTimeoutError
 
 from app import deadletter, drain
+from app.election import Election
 from app.kafka_client import Clients
+from app.log import Log
 from app.segment import Record
 from tests.fakes import FAKE_KAFKA, FakeKafkaAdmin, FakeKafkaProducer
 from tests.helpers import ROOT, log_record
@@ -91,7 +95,106 @@ def test_dead_letters_are_sent_again_only_when_asked(spool, clients, producers, 
     assert "dead letters: 3 delivered, 0 left in " in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("fault", ["hold", "raise"], ids=["kafka-stalled", "send-refuses"])
+def test_dead_letters_kafka_does_not_take_are_kept_and_the_status_says_so(spool, capsys, fault):
+    deadletter.write(spool, [log_record(n, "events.2") for n in range(3)], "InvalidRecordError()")
+
+    def failing(**configs: Any) -> FakeKafkaProducer:
+        producer = FakeKafkaProducer(**configs)
+        producer.mode = "hold" if fault == "hold" else "ok"
+        producer.raise_on_send = KafkaTimeoutError("no metadata") if fault == "raise" else None
+        return producer
+
+    assert drain.main(["--dead-letters", "--timeout", "0.5"], clients=Clients(failing, FakeKafkaAdmin)) == 1
+    assert deadletter.count(spool) == 3
+    assert "dead letters: 0 delivered, 3 left in " in capsys.readouterr().out
+
+
 def test_a_bad_setting_stops_it_with_status_2(spool, monkeypatch, capsys):
     monkeypatch.setenv("COLLECTOR_SPOOL_MAX_BYTES", "0")
     assert drain.main([], clients=FAKE_KAFKA) == 2
     assert capsys.readouterr().err.startswith("cannot start: COLLECTOR_SPOOL_MAX_BYTES must be between")
+
+
+def test_segments_a_running_process_holds_are_left_to_it(spool, clients, producers, monkeypatch, capsys):
+    monkeypatch.setenv("COLLECTOR_SENDER", "host")  # the collector's; the command sends as one of its own
+    live = Log(str(spool), 1 << 30, 1 << 20, shared=True)  # a running worker, its segment open and locked
+    live.append([log_record(i) for i in range(5)])
+    [segment] = spool.glob("*.log")
+    try:
+        assert drain.main(["--timeout", "0.5"], clients=clients) == 1
+    finally:
+        live.seal()  # the worker lets go of it
+    assert [p.sent for p in producers] == [[]]
+    assert segment.exists() and not list(spool.glob("*.ack"))
+    assert "0 events delivered from 0 segments; 1 segments left (a running collector holds them" in (
+        capsys.readouterr().out)
+
+
+def test_it_will_not_start_while_a_running_collectors_sender_holds_the_directory(spool, clients, producers, capsys):
+    leave_a_segment(spool)
+    running = Election(spool)
+    assert running.won()
+    try:
+        assert drain.main(["--dead-letters"], clients=clients) == 2
+    finally:
+        running.resign()
+    assert producers == []  # Kafka was not even asked
+    assert len(list(spool.glob("*.log"))) == 1
+    assert capsys.readouterr().err.startswith(f"cannot start: a running collector holds {spool} (its sender holds "
+                                              "sender.lock) and delivers it itself")
+
+
+def test_a_collector_started_meanwhile_waits_for_it_to_end(spool, producers):
+    leave_a_segment(spool)
+    elected: list[bool] = []
+
+    def producer(**configs: Any) -> FakeKafkaProducer:
+        starting = Election(spool)
+        elected.append(starting.won())
+        starting.resign()
+        producers.append(FakeKafkaProducer(**configs))
+        return producers[-1]
+
+    assert drain.main(["--timeout", "10"], clients=Clients(producer, FakeKafkaAdmin)) == 0
+    assert elected == [False]
+    after = Election(spool)
+    assert after.won()
+    after.resign()
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda spool: None, "the spool directory {spool} does not exist (COLLECTOR_SPOOL_DIR)"),
+    (lambda spool: spool.write_text("events"), "the spool directory {spool} is not a directory (COLLECTOR_SPOOL_DIR)"),
+    (lambda spool: (spool.mkdir(), (spool / "notes.txt").write_text(""), (spool / "2024").mkdir()),
+     "{spool} is not a collector's spool directory: it holds 2024, notes.txt (COLLECTOR_SPOOL_DIR)"),
+    (lambda spool: (spool.mkdir(), (spool / "dead-letter").write_text("")),
+     "{spool} is not a collector's spool directory: it holds a file named dead-letter (COLLECTOR_SPOOL_DIR)"),
+], ids=["missing", "a-file", "other-files", "dead-letter-a-file"])
+def test_a_directory_that_is_not_a_spool_stops_it_with_status_2(spool, clients, producers, capsys, make, message):
+    make(spool)
+    before = sorted(spool.iterdir()) if spool.is_dir() else None
+    assert drain.main([], clients=clients) == 2
+    assert capsys.readouterr().err == "cannot start: " + message.format(spool=spool) + "\n"
+    assert producers == []
+    assert (sorted(spool.iterdir()) if spool.is_dir() else None) == before  # nothing made there
+
+
+def test_an_empty_directory_or_one_of_only_the_collectors_files_is_a_spool(spool, clients, capsys):
+    spool.mkdir()
+    assert drain.main([], clients=clients) == 0
+    for name in ("00000000000000000001-7.log.ack", ".00000000000000000002-7.log.tmp", ".probe-7", "sequence"):
+        (spool / name).write_text("")
+    deadletter.write(spool, [log_record(1)], "refused")
+    assert drain.main(["--dead-letters"], clients=clients) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("dead letters: 1 delivered, 0 left in ")
+
+
+def test_a_missing_spool_directory_fails_before_kafka_is_asked(tmp_path):
+    missing = tmp_path / "no-such-spool"
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9", "COLLECTOR_SPOOL_DIR": str(missing)}
+    out = subprocess.run([sys.executable, "-m", "app.drain", "--timeout", "60"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert out.stderr == f"cannot start: the spool directory {missing} does not exist (COLLECTOR_SPOOL_DIR)\n"
+    assert out.stdout == "" and not missing.exists()
