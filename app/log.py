@@ -27,8 +27,7 @@ class LogFull(Exception):
 def held_bytes(directory: Path) -> int:
     """What the spool holds not yet delivered: its segments past their acknowledged offsets, and
     the dead letters; raises ``OSError`` when the directory cannot be listed."""
-    dead = deadletter.directory(directory)
-    return unacknowledged(directory) + sum(p.stat().st_size for p in dead.glob("*.jsonl") if dead.is_dir())
+    return unacknowledged(directory) + deadletter.held_bytes(directory)
 
 
 class Writer:
