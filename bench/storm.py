@@ -1,25 +1,17 @@
 """Faults at random under load: ``python bench/storm.py --minutes N [--seed S] [--workers W]``.
 
-Against the embedded broker and gunicorn (W workers, default 2), client threads post single
-events and batches to a handful of accounts, each event with its own instance_id (the record
-key), while one fault at a time strikes, chosen with the printed seed, with a pause of a few
-seconds between:
-
-- broker frozen: SIGSTOP for a few seconds, then SIGCONT;
-- broker replaced: the broker is killed and, after more than 2 s with nothing listening (the
-  collector's probe notices within about a second), an empty one starts on the same port;
-  what the old one holds is read first, with the collector paused (SIGSTOP) so that nothing
-  reaches it unread;
-- worker killed (SIGKILL), worker exit (SIGTERM), reload (SIGHUP to the master);
-- server killed: master and workers SIGKILLed, a new gunicorn on the same spool directory;
-- disk full (root only): the spool directory is a small tmpfs for the whole run, and a filler
-  file takes most of its free space for a few seconds.
-
-One account's topic is refused for good by the broker's schema registry (every broker of the
-run shares it): its events must all end as dead letters, not in Kafka. At the end it waits
-(up to DELIVERY_WAIT_S) for every event answered 204 to be in Kafka, stops the collector and
-prints a summary; the exit status is 1 if any such event is missing, or if an account other
-than the refused one has dead letters.
+Client threads post single events and batches to five accounts of gunicorn (W workers) on the
+embedded broker, each event with its own instance_id (the record key), while one fault at a
+time strikes, drawn with the printed seed, a few seconds apart: the broker frozen (SIGSTOP); the
+broker replaced by an empty one (what the old one holds is read first, the collector paused so
+nothing reaches it unread; then more than 2 s with no broker, as the collector's probe needs
+about one to notice); a worker SIGKILLed or SIGTERMed; a reload (SIGHUP); the whole server
+SIGKILLed and started again on the same spool; as root, a full disk (the spool is a small tmpfs
+for the run, a filler takes most of it for a few seconds). The broker's schema registry, shared
+by every broker of the run, refuses one account's topic for good: its events must all become
+dead letters. Then it waits for every event answered 204 to be in Kafka (or a dead letter),
+stops the collector and prints a summary; exit status 1 if one is missing, or if another
+account has dead letters.
 """
 from __future__ import annotations
 
@@ -98,20 +90,16 @@ class Clients:
             keys = [f"{aid}-{number}-{n + i}" for i in range(rng.randint(2, 20) if batches else 1)]
             n += len(keys)
             events = [{**EVENT, "instance_id": key} for key in keys]
-            if batches:
-                status, answer = post(collector.port, f"/collect/{aid}/1/events", events)
-                ok = status == 200 and json.loads(answer)["accepted"] == len(keys)
-            else:
-                status, _ = post(collector.port, f"/collect/{aid}/1/event", events[0])
-                ok = status == 204
+            path, body = (f"/collect/{aid}/1/events", events) if batches else (f"/collect/{aid}/1/event", events[0])
+            status, answer = post(collector.port, path, body)
+            ok = status == 204 or status == 200 and json.loads(answer)["accepted"] == len(keys)
             outcome = "accepted" if ok else "socket" if status == 0 else str(status)
             with self._lock:
                 self.requests[outcome] += 1
-                for key in keys:
-                    if ok:
-                        self.accepted[key] = time.monotonic()
-                    else:
-                        self.turned_away[key] = outcome
+                if ok:
+                    self.accepted.update(dict.fromkeys(keys, time.monotonic()))
+                else:
+                    self.turned_away.update(dict.fromkeys(keys, outcome))
             self._stop.wait(0.1 if batches else 0.01)  # some 350 events/s: a storm of faults, not of load
 
     def stop(self) -> None:
@@ -134,8 +122,8 @@ def harvest(servers: str, timeout: float = 60.0) -> Counter[str]:
             return keys
         consumer.assign(partitions)
         consumer.seek_to_beginning()
-        deadline = quiet = time.monotonic()
-        deadline += timeout
+        quiet = time.monotonic()
+        deadline = quiet + timeout
         while time.monotonic() < deadline and time.monotonic() - quiet < 2.0:
             batch = consumer.poll(timeout_ms=200)
             for records in batch.values():
@@ -251,7 +239,7 @@ class Storm:
     def reload(self) -> None:
         assert self.collector.proc is not None
         self.say("reload: SIGHUP to the master")
-        os.kill(self.collector.proc.pid, signal.SIGHUP)
+        self.collector.proc.send_signal(signal.SIGHUP)
 
     def disk_full(self) -> None:
         seconds, filler = self.rng.uniform(2, 6), self.spool / "storm-filler"
@@ -379,6 +367,9 @@ def main() -> int:
         storm.collector.stop()
         found, letters, torn = storm.tally()  # once more: what the exit delivered
         failed = summary(storm, seed, args.minutes, found, letters, torn)
+    except KeyboardInterrupt:
+        print("interrupted: stopping what runs", flush=True)
+        failed = 130
     finally:
         storm.close()
         if failed:
