@@ -5,9 +5,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BROKER_PORT ?= 9092
 AID ?= 1
+STORM_MINUTES ?= 10
+STORM_WORKERS ?= 2
+STORM_SEED ?=
 export BROKER_PORT
 
-.PHONY: install run test lint events clean bench
+.PHONY: install run test lint events clean bench storm
 
 install: $(STAMP)
 
@@ -33,6 +36,10 @@ $(VENV)/.bench: $(STAMP) setup.cfg
 bench: $(VENV)/.bench  ## throughput, latency and delivery under wrk, beside a bare Flask app: docs/benchmarks.md
 	@dev/system-packages wrk
 	$(BIN)/python bench/run.py
+
+storm: $(STAMP)  ## faults at random under load for STORM_MINUTES (STORM_SEED=, STORM_WORKERS=); fails if a 204 is lost
+	@dev/system-packages procps
+	$(BIN)/python bench/storm.py --minutes $(STORM_MINUTES) --workers $(STORM_WORKERS) $(if $(STORM_SEED),--seed $(STORM_SEED))
 
 lint: $(STAMP)
 	$(BIN)/ruff check app dev bench tests wsgi.py gunicorn.conf.py

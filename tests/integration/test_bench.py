@@ -38,3 +38,18 @@ def test_a_short_benchmark_completes_and_every_204_is_in_kafka(tmp_path: Path) -
     assert seen > 0 and int(reference[2]) > 0, text
     assert in_kafka == logged and check == "ok" and reference[5] == "ok", text
     assert seen <= in_kafka <= seen + 4, text  # wrk leaves at most one request per connection unanswered
+
+
+def test_a_short_storm_completes_and_names_every_fault() -> None:
+    """`make storm` in small: 18 s of faults under load. Seed 39 strikes the two faults that the
+    harness itself does most for (a new gunicorn on the spool, a broker replaced by an empty
+    one), then a worker's SIGTERM; the storm's exit status is its verdict on every 204."""
+    run = subprocess.run([sys.executable, "bench/storm.py", "--minutes", "0.3", "--seed", "39"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    [faults] = [line for line in run.stdout.splitlines() if line.startswith("faults: ")]
+    for fault in ("broker frozen", "broker replaced", "worker killed", "server killed", "reload", "worker exit",
+                  "disk full"):
+        assert f"{fault} " in faults, run.stdout
+    assert "server killed 1" in faults and "broker replaced 1" in faults, run.stdout
+    assert "missing from Kafka: 0" in run.stdout and "result: ok" in run.stdout, run.stdout
