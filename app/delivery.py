@@ -17,7 +17,7 @@ from . import health, metrics
 from .config import Settings, get_settings
 from .kafka_client import KAFKA, Clients, producer_configs
 from .log import Log, LogFull
-from .segment import Record
+from .segment import Record, writable
 from .sender import Sender
 from .topics import Topics
 
@@ -58,7 +58,7 @@ class Pipeline:
         self.supervisor = health.Supervisor(self.ready_s)
         self.supervisor.start("sender", self.sender.run)
         self.supervisor.start("probe", lambda: self.probe.run(self.supervisor.stopping))
-        if problem := self.log.check():
+        if problem := writable(self.log.dir):
             log.error("the log cannot be written (%s): every event gets 503 until it can", problem)
 
     def record(self, event: dict[str, Any]) -> Record:

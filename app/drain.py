@@ -34,7 +34,8 @@ from .topics import Topics
 #: What the collector writes in its spool directory: segments, their ack files, temporaries
 #: (``.<segment>.tmp``), the log's write probe, the election's lock, the segment sequence and
 #: the dead letters. Anything else means the directory is not a spool.
-SPOOL_FILES = ("*.log", "*.log.ack", ".*.tmp", ".probe-*", "sender.lock", "sequence", deadletter.DIRECTORY)
+SPOOL_FILES = ("*.wal", "*.wal.ack", "*.log", "*.log.ack", ".*.tmp", ".probe-*", "sender.lock", "sequence",
+               deadletter.DIRECTORY)
 
 
 class CannotStart(Exception):

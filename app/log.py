@@ -1,6 +1,6 @@
 """The write-ahead log: every accepted event is appended here before its 204.
 
-Each worker appends to its own segment file, ``COLLECTOR_SPOOL_DIR/<number>.log``
+Each worker appends to its own segment file, ``COLLECTOR_SPOOL_DIR/<number>-<pid>.wal``
 (``segment.py``), holding it under an exclusive ``flock`` from creation until it lets go of it,
 so a segment whose lock is free has no writer: any sender may take it.
 """
@@ -15,19 +15,13 @@ import time
 from pathlib import Path
 
 from . import deadletter
-from .segment import Record, Segment, encode_write, leftover, segments, sync, try_lock, unacknowledged
+from .segment import Record, Segment, encode_write, leftover, segments, sync, try_lock, unacknowledged, writer
 
 log = logging.getLogger(__name__)
 
 
 class LogFull(Exception):
     """The log holds its configured maximum of bytes."""
-
-
-def held_bytes(directory: Path) -> int:
-    """What the spool holds not yet delivered: its segments past their acknowledged offsets, and
-    the dead letters; raises ``OSError`` when the directory cannot be listed."""
-    return unacknowledged(directory) + deadletter.held_bytes(directory)
 
 
 class Writer:
@@ -53,17 +47,6 @@ class Writer:
         self._let_go: Path | None = None  # the segment this writer last let go of
         self._created_at = self._appended_at = self._check_at = 0.0
         self._lock = threading.Lock()
-
-    def check(self) -> str | None:
-        """Why the log cannot be written, or None when it can."""
-        try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            probe = self.dir / f".probe-{os.getpid()}"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as exc:
-            return f"{self.dir}: {exc.strerror or exc}"
-        return None
 
     def append(self, records: list[Record], sync: bool = False) -> None:
         """Write ``records``, all or none, and fsync them when ``sync``; raises ``LogFull`` or
@@ -140,8 +123,8 @@ class Writer:
     def count(self) -> None:
         """Count again what the spool holds not yet delivered, every process's writes included
         (by the sender thread, every pass): the figure the maximum is about."""
-        try:
-            total = held_bytes(self.dir)
+        try:  # every segment past its acknowledged offset, and the dead letters
+            total = unacknowledged(self.dir) + deadletter.held_bytes(self.dir)
         except OSError as exc:  # an error is not an empty log: the last figure stands
             log.error("the log's directory could not be counted: %r", exc)
             return
@@ -188,25 +171,37 @@ class Log(Writer):
                 with self._lock:
                     segment.size = os.fstat(segment.fd).st_size
                     segment.sealed = segment.locked = locked
+        held: set[int] = set()  # writers still holding one of their segments: their later ones wait
         for path in paths:
-            if path not in known and not self._open(path, follow):
+            if path in known or not follow and writer(path) in held:
+                continue  # a dying writer's locks go one by one: never its next segment before this one
+            if (taken := self._open(path, follow)) is None:
                 return
+            if not taken:
+                held.add(writer(path))
 
-    def _open(self, path: Path, follow: bool) -> bool:
-        """Adopt or follow the segment at ``path``; False when no more files can be opened now."""
+    def _open(self, path: Path, follow: bool) -> bool | None:
+        """Adopt or follow the segment at ``path``: whether it was (False: its writer holds it, or its
+        first page cannot be read now); None when no more files can be opened now."""
         try:
             fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
             return True
         except OSError as exc:  # out of descriptors: the rest waits for a later pass
             log.error("segment %s not opened (%r); the rest waits", path.name, exc)
-            return False
-        locked = try_lock(fd)
-        if not locked and not follow or os.fstat(fd).st_nlink == 0:  # held, or deleted meanwhile
+            return None
+        try:
+            locked = try_lock(fd)
+            if not locked and not follow or os.fstat(fd).st_nlink == 0:  # held, or deleted meanwhile
+                os.close(fd)
+                return locked
+            segment = Segment(path, fd, os.fstat(fd).st_size, sealed=locked, locked=locked)
+        except OSError as exc:  # an I/O error on its first page: tried again next pass
+            log.error("segment %s not read (%r); tried again", path.name, exc)
             os.close(fd)
-            return True
+            return False
         with self._lock:
-            self.segments.append(Segment(path, fd, os.fstat(fd).st_size, sealed=locked, locked=locked))
+            self.segments.append(segment)
         return True
 
     def remove(self, segment: Segment, delete: bool) -> None:

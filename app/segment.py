@@ -32,9 +32,9 @@ HEADER = b"\x93WAL\r\n\x00\x02"
 FRAME = struct.Struct("<II")
 BODY = struct.Struct("<dHH")
 MORE = 1 << 31
-SUFFIX = ".log"
+SUFFIX = ".wal"  # the first format's was .log: a collector of that version leaves these alone
 SEQUENCE = "sequence"
-NAME = re.compile(r"(\d+)(-\d+)?\.log")  # <number>.log; the first format's <time_ns>-<pid>.log
+NAME = re.compile(r"(\d+)-(\d+)\.(wal|log)")  # <number>-<writer's pid>.wal; the first format's <time_ns>-<pid>.log
 
 
 class Record(NamedTuple):
@@ -89,6 +89,12 @@ def number(path: Path) -> int:
     return int(match[1]) if match else 0
 
 
+def writer(path: Path) -> int:
+    """The pid of the process that wrote the segment at ``path``."""
+    match = NAME.fullmatch(path.name)
+    return int(match[2]) if match else 0
+
+
 class Segment:
     """One segment file, open in this process until it lets go of it."""
 
@@ -107,7 +113,7 @@ class Segment:
         """A new segment, appended to only (``O_APPEND``): locked and headed before it gets its
         name, so that no adopter sees it unlocked, and never under a name that exists."""
         directory.mkdir(parents=True, exist_ok=True)
-        name = f"{next_number(directory):020d}{SUFFIX}"
+        name = f"{next_number(directory):020d}-{os.getpid()}{SUFFIX}"
         tmp = directory / f".{name}.tmp"
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_EXCL, 0o640)
         try:
@@ -184,9 +190,9 @@ def unacknowledged(directory: Path) -> int:
 def leftover(path: Path) -> bool:
     """Whether ``path`` is what a crash left behind: an ack file whose segment is gone, or a
     segment's temporary file no process holds (unlocked, and a minute old)."""
-    if path.name.endswith(".log.ack"):
+    if path.name.endswith((".wal.ack", ".log.ack")):
         return not path.with_name(path.name[:-4]).exists()
-    if not (path.name.startswith(".") and path.name.endswith(".log.tmp")):
+    if not (path.name.startswith(".") and path.name.endswith(".wal.tmp")):
         return False
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -196,6 +202,18 @@ def leftover(path: Path) -> bool:
         return try_lock(fd) and time.time() - os.fstat(fd).st_mtime > 60
     finally:
         os.close(fd)
+
+
+def writable(directory: Path) -> str | None:
+    """Why no segment can be written in ``directory``, or None when one can."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        return f"{directory}: {exc.strerror or exc}"
+    return None
 
 
 def sync(segment: Segment) -> None:

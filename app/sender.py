@@ -168,14 +168,17 @@ class Sender:
             if cursor.position < cursor.segment.size and self.lanes.full:
                 self.blocked = True  # the rest waits on disk
                 return
-            for write in writes_in(cursor.segment, cursor.position):
-                write.report(cursor.segment.path.name)
-                for record in write.records:  # a write's records go together: all or none is read
-                    self._seq += 1
-                    entry = Entry(self._seq, cursor, write.offset, record)
-                    cursor.unsettled.append(entry)
-                    self.lanes.add(entry)
-                cursor.position = write.end
-                if self.lanes.full:
-                    self.blocked = True
-                    return
+            try:
+                for write in writes_in(cursor.segment, cursor.position):
+                    write.report(cursor.segment.path.name)
+                    for record in write.records:  # a write's records go together: all or none is read
+                        self._seq += 1
+                        entry = Entry(self._seq, cursor, write.offset, record)
+                        cursor.unsettled.append(entry)
+                        self.lanes.add(entry)
+                    cursor.position = write.end
+                    if self.lanes.full:
+                        self.blocked = True
+                        return
+            except OSError as exc:  # an I/O error: read again next pass, from where it stopped
+                log.error("segment %s not read at %d (%r)", cursor.segment.path.name, cursor.position, exc)

@@ -354,10 +354,10 @@ def events_in_log(spool: Path) -> set[str]:
     """The event ids a stopped collector left in its write-ahead log, past each segment's
     acknowledged position (or, for a commit before the log, in its spool's JSON lines)."""
     from app.reader import records_in
-    from app.segment import Segment
+    from app.segment import Segment, segments
 
     ids = {orjson.loads(line)["event_id"] for f in spool.glob("*.jsonl") for line in f.read_bytes().splitlines()}
-    for path in spool.glob("*.log"):
+    for path in segments(spool):
         fd = os.open(path, os.O_RDONLY)
         try:
             segment = Segment(path, fd, os.fstat(fd).st_size, sealed=True)

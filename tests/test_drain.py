@@ -59,7 +59,7 @@ def leave_a_segment(spool) -> None:
 
 def test_the_log_of_a_gone_collector_is_delivered(spool, clients, producers, capsys):
     leave_a_segment(spool)
-    [segment] = spool.glob("*.log")
+    [segment] = spool.glob("*.wal")
     assert drain.main(["--timeout", "10"], clients=clients) == 0
     [producer] = producers
     assert producer.sent == [(r.topic, r.key, r.value) for r in map(log_record, range(5))]
@@ -78,7 +78,7 @@ def test_what_kafka_does_not_take_stays_in_the_log_and_the_status_says_so(spool,
         return producer
 
     assert drain.main(["--timeout", "0.5"], clients=Clients(stalled, FakeKafkaAdmin)) == 1
-    assert len(list(spool.glob("*.log"))) == 1  # for the next try
+    assert len(list(spool.glob("*.wal"))) == 1  # for the next try
     assert "; 1 segments left (a running collector holds them, or Kafka did not take them)" in capsys.readouterr().out
 
 
@@ -120,7 +120,7 @@ def test_segments_a_running_process_holds_are_left_to_it(spool, clients, produce
     monkeypatch.setenv("COLLECTOR_SENDER", "host")  # the collector's; the command sends as one of its own
     live = Log(str(spool), 1 << 30, 1 << 20, shared=True)  # a running worker, its segment open and locked
     live.append([log_record(i) for i in range(5)])
-    [segment] = spool.glob("*.log")
+    [segment] = spool.glob("*.wal")
     try:
         assert drain.main(["--timeout", "0.5"], clients=clients) == 1
     finally:
@@ -140,7 +140,7 @@ def test_it_will_not_start_while_a_running_collectors_sender_holds_the_directory
     finally:
         running.resign()
     assert producers == []  # Kafka was not even asked
-    assert len(list(spool.glob("*.log"))) == 1
+    assert len(list(spool.glob("*.wal"))) == 1
     assert capsys.readouterr().err.startswith(f"cannot start: a running collector holds {spool} (its sender holds "
                                               "sender.lock) and delivers it itself")
 
@@ -183,7 +183,7 @@ def test_a_directory_that_is_not_a_spool_stops_it_with_status_2(spool, clients, 
 def test_an_empty_directory_or_one_of_only_the_collectors_files_is_a_spool(spool, clients, capsys):
     spool.mkdir()
     assert drain.main([], clients=clients) == 0
-    for name in ("00000000000000000001-7.log.ack", ".00000000000000000002-7.log.tmp", ".probe-7", "sequence"):
+    for name in ("00000000000000000001-7.wal.ack", ".00000000000000000002-7.wal.tmp", ".probe-7", "sequence"):
         (spool / name).write_text("")
     deadletter.write(spool, [log_record(1)], "refused")
     assert drain.main(["--dead-letters"], clients=clients) == 0

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from app import log as wal
+from app import segment as segment_module
 from app.log import Log, LogFull
 from app.segment import HEADER, encode, segments, unacknowledged
 from tests.helpers import log_record, read_all
@@ -229,10 +230,51 @@ def test_what_a_crash_leaves_behind_is_swept(tmp_path):
     log.append([log_record(0)])
     [live] = segments(tmp_path)
     live.with_name(live.name + ".ack").write_bytes(b"0")
-    orphan = tmp_path / "00000000000000000007.log.ack"
+    orphan = tmp_path / "00000000000000000007-1.wal.ack"
     orphan.write_bytes(b"0")
-    tmp = tmp_path / ".00000000000000000008.log.tmp"
+    tmp = tmp_path / ".00000000000000000008-1.wal.tmp"
     tmp.write_bytes(HEADER)
     os.utime(tmp, (time.time() - 120, time.time() - 120))
     Log(str(tmp_path), 1 << 30, 1 << 20).tidy()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, live.name + ".ack", "sequence"])
+
+
+def test_a_dying_writers_next_segment_is_never_taken_before_the_one_it_still_holds(tmp_path):
+    size = len(encode(log_record(0)))
+    dying = Log(str(tmp_path), 1 << 30, len(HEADER) + size)  # one sender per worker: it holds all its segments
+    dying.append([log_record(0)])
+    dying.append([log_record(1)])
+    first, second = dying.owned()
+    adopter = Log(str(tmp_path), 1 << 30, 1 << 20)
+    os.close(second.fd)  # the kernel lets go of a dead process's locks one descriptor at a time
+    adopter.adopt()
+    assert adopter.owned() == []
+    os.close(first.fd)
+    adopter.adopt()
+    assert [r for s in adopter.owned() for r in read_all(s)] == [log_record(0), log_record(1)]
+
+
+def test_a_segment_whose_first_page_cannot_be_read_costs_no_descriptor(tmp_path, monkeypatch):
+    gone = shared(tmp_path)
+    gone.append([log_record(0)])
+    gone.seal()
+    sender = shared(tmp_path)
+    before = len(os.listdir("/proc/self/fd"))
+
+    def eio(*args):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(segment_module.os, "pread", eio)
+    for _ in range(20):
+        sender.adopt(follow=True)
+    assert (sender.owned(), len(os.listdir("/proc/self/fd"))) == ([], before)
+    monkeypatch.undo()
+    sender.adopt(follow=True)
+    assert [read_all(s) for s in sender.owned()] == [[log_record(0)]]
+
+
+def test_segments_are_named_so_that_a_collector_of_the_first_format_leaves_them_alone(tmp_path):
+    log = shared(tmp_path)
+    log.append([log_record(0)])
+    assert [p.suffix for p in segments(tmp_path)] == [".wal"]  # it read only *.log, and took other frames as damage
+    assert segment_module.writer(segments(tmp_path)[0]) == os.getpid()

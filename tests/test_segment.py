@@ -84,9 +84,9 @@ def test_what_the_directory_holds_not_yet_delivered_is_each_segment_past_its_ack
 def test_a_crashs_leftovers_are_told_from_live_files(tmp_path):
     live = Segment.create(tmp_path)
     live.ack_path.write_bytes(b"0")
-    orphan = tmp_path / "00000000000000000099.log.ack"
+    orphan = tmp_path / "00000000000000000099-7.wal.ack"
     orphan.write_bytes(b"0")
-    held, abandoned, fresh = (tmp_path / f".0000000000000000009{n}.log.tmp" for n in (6, 7, 8))
+    held, abandoned, fresh = (tmp_path / f".0000000000000000009{n}-7.wal.tmp" for n in (6, 7, 8))
     for path in (held, abandoned, fresh):
         path.write_bytes(HEADER)
     for path in (held, abandoned):

@@ -10,6 +10,7 @@ import time
 
 from kafka.errors import IllegalStateError
 
+from app import segment as segment_module
 from app.delivery import get_pipeline
 from app.log import Log
 from app.segment import HEADER, Record, encode_write, segments
@@ -28,7 +29,7 @@ def test_a_new_worker_resumes_a_gone_workers_log_from_its_acknowledged_position(
         assert post_numbered(client, n).status_code == 204
     wait_until(lambda: len(fake.held) == 5, what="in flight")
     pipeline.close()  # Kafka never answered those five: they stay in the log
-    [segment] = (tmp_path / "spool").glob("*.log")
+    [segment] = (tmp_path / "spool").glob("*.wal")
     _, next_pipeline = started(make_app())  # the next worker, on the same directory
     settled(next_pipeline)
     assert numbers(next_pipeline.sender.producer) == list(range(5, 10))  # not 0-4 again
@@ -126,3 +127,25 @@ def test_every_workers_readiness_says_so_when_the_hosts_sender_is_stuck(make_app
     why = wait_until(other.unready, timeout=20, what="the other worker unready")
     stuck.set()
     assert "the sender has not run for" in why
+
+
+def test_an_io_error_reading_the_log_neither_kills_the_sender_nor_loses_the_events(make_app, monkeypatch):
+    client, pipeline = started(make_app())
+    pipeline.sender.producer.mode = "hold"
+    assert post_numbered(client, 0).status_code == 204
+    settled_once = pipeline.sender.passes + 2
+    wait_until(lambda: pipeline.sender.passes > settled_once, what="the first read")
+
+    def eio(*args):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(segment_module.os, "pread", eio)
+    for n in range(1, 4):
+        assert post_numbered(client, n).status_code == 204
+    done = pipeline.sender.passes + 3
+    wait_until(lambda: pipeline.sender.passes > done, what="passes over the unreadable log")
+    monkeypatch.undo()
+    pipeline.sender.producer.release()
+    settled(pipeline)
+    assert numbers(pipeline.sender.producer) == [0, 1, 2, 3]
+    assert pipeline.supervisor.problem() is None  # the sender thread never died

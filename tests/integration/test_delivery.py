@@ -43,7 +43,7 @@ def test_broker_down_at_start_then_started(tmp_path):
             broker.create_topic(f"events.{aid}")  # before the collector's workers race to
             found = keys_in(broker, f"events.{aid}", set(results))
             assert accepted(results) <= found
-            wait_until(lambda: not list((tmp_path / "spool").glob("*.log")), what="the log emptied")
+            wait_until(lambda: not list((tmp_path / "spool").glob("*.wal")), what="the log emptied")
     finally:
         collector.stop()
     no_loss_logged(collector)
@@ -74,7 +74,7 @@ def test_sigterm_mid_load_with_a_stalled_broker(tmp_path):
         stop.set()
         loader.join(60)
         report("SIGTERM with a stalled broker", results, collector)
-        assert list(spool.glob("*.log")), "what the stalled broker did not acknowledge stays in the log"
+        assert list(spool.glob("*.wal")), "what the stalled broker did not acknowledge stays in the log"
         broker.resume()
         restarted = Collector(broker.servers, tmp_path, env=FAST).start()
         try:
@@ -82,7 +82,7 @@ def test_sigterm_mid_load_with_a_stalled_broker(tmp_path):
                                accepted(results))
             assert accepted(results) <= found
             assert len(accepted(results)) >= 300
-            wait_until(lambda: not list(spool.glob("*.log")), what="the log emptied")
+            wait_until(lambda: not list(spool.glob("*.wal")), what="the log emptied")
         finally:
             restarted.stop()
         no_loss_logged(restarted)
@@ -160,14 +160,14 @@ def test_the_drain_command_delivers_the_log_of_a_stopped_collector(tmp_path):
         results = collector.post_many(aid, (f"retire-{i}" for i in range(60)))
         assert accepted(results) == set(results)
         assert collector.stop(signal.SIGTERM) == 0
-        assert list(spool.glob("*.log"))
+        assert list(spool.glob("*.wal"))
         broker.resume()
         drain = subprocess.run([sys.executable, "-m", "app.drain", "--timeout", "30"], cwd=ROOT, env=collector.env,
                                capture_output=True, text=True, timeout=90)
         assert drain.returncode == 0, drain.stdout + drain.stderr
         assert "0 segments left" in drain.stdout, drain.stdout
         assert accepted(results) <= keys_in(broker, f"events.{aid}", accepted(results))
-        assert not list(spool.glob("*.log")), "the drained log is empty"
+        assert not list(spool.glob("*.wal")), "the drained log is empty"
     finally:
         broker.resume()
         broker.stop()
@@ -183,4 +183,4 @@ def test_sigterm_flushes_what_the_workers_hold(broker, read_topic, tmp_path):
     finally:
         assert collector.stop(signal.SIGTERM) == 0
     assert len(read_topic(f"events.{aid}", count=30)) == 30
-    assert not list((tmp_path / "spool").glob("*.log")), "all acknowledged, so the log is empty"
+    assert not list((tmp_path / "spool").glob("*.wal")), "all acknowledged, so the log is empty"

@@ -73,7 +73,7 @@ def test_after_a_whole_server_sigkill_one_flipped_byte_costs_one_event_counted_o
         os.kill(pid, signal.SIGKILL)
     first.proc.wait(10)
     spool = tmp_path / "spool"
-    biggest = max(spool.glob("*.log"), key=lambda p: len(frames(p)))
+    biggest = max(spool.glob("*.wal"), key=lambda p: len(frames(p)))
     records = frames(biggest)
     offset, victim = records[len(records) // 2]
     data = bytearray(biggest.read_bytes())
