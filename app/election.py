@@ -1,7 +1,8 @@
 """One sender per host (``COLLECTOR_SENDER=host``): the worker that holds the ``flock`` of
 ``sender.lock`` in the log directory. The kernel frees the lock when that worker dies, however
 it dies, and the next worker to ask takes it. The one elected writes into that file when it last
-ran, so that every worker's readiness can tell a host whose sender is stuck."""
+ran and what the spool held then, so that every worker's readiness can tell a host whose sender
+is stuck, and every worker holds to one count of the spool."""
 from __future__ import annotations
 
 import contextlib
@@ -10,7 +11,7 @@ import os
 import struct
 from pathlib import Path
 
-BEAT = struct.Struct("<d")  # time.monotonic(): one clock for every process of the host
+STATE = struct.Struct("<dq")  # time.monotonic() (one clock for every process of the host), bytes held
 
 
 class Election:
@@ -31,20 +32,20 @@ class Election:
             return False
         return True
 
-    def publish(self, beat: float) -> None:
-        """As the elected one: note that the host's sender ran at ``beat``."""
+    def publish(self, beat: float, held: int) -> None:
+        """As the elected one: note that the host's sender ran at ``beat`` and counted ``held``."""
         if self.fd is not None:
             with contextlib.suppress(OSError):  # a disk that refuses it shows as a stale beat
-                os.pwrite(self.fd, BEAT.pack(beat), 0)
+                os.pwrite(self.fd, STATE.pack(beat, held), 0)
 
-    def last_beat(self) -> float:
-        """When the host's sender last ran, as it noted (0.0: never)."""
+    def state(self) -> tuple[float, int]:
+        """When the host's sender last ran and what it counted then, as it noted ((0.0, 0): never)."""
         try:
             with open(self.path, "rb") as file:
-                data = file.read(BEAT.size)
+                data = file.read(STATE.size)
         except OSError:
-            return 0.0
-        return BEAT.unpack(data)[0] if len(data) == BEAT.size else 0.0
+            return 0.0, 0
+        return STATE.unpack(data) if len(data) == STATE.size else (0.0, 0)
 
     def resign(self) -> None:
         """Let go of the lock, if held: the next worker takes over."""

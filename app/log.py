@@ -120,6 +120,11 @@ class Writer:
             if segment is None or segment is self._current and segment.size == size:
                 self._seal()
 
+    def counted(self, held: int) -> None:
+        """Take ``held`` as what the spool holds not yet delivered, as another process counted it."""
+        with self._lock:
+            self.held = held
+
     def count(self) -> None:
         """Count again what the spool holds not yet delivered, every process's writes included
         (by the sender thread, every pass): the figure the maximum is about."""

@@ -93,8 +93,11 @@ class Sender:
             if self.election.won():
                 log.info("this worker sends the events of every worker on the host")
                 return True
-            self.host_beat = self.election.last_beat()
-            self.log.count()  # what every worker wrote and the sender delivered: this worker's limit
+            self.host_beat, held = self.election.state()
+            if 0 <= now - self.host_beat < 2 * self.interval_s:  # the elected sender counted lately
+                self.log.counted(held)
+            else:  # it is slow or stuck: this worker counts for itself
+                self.log.count()
             self._chores(now)  # this worker's own appends and counts still need them
             if self.stop.wait(self.interval_s):  # the elected one's death frees the lock: taken over at once
                 return False
@@ -102,8 +105,8 @@ class Sender:
     def step(self) -> None:
         """One pass: settle, adopt, read, send, watch, record, sync."""
         now = self.beat = time.monotonic()
-        if self.host:
-            self.election.publish(now)
+        if self.host:  # what it counted last pass: a pass that never ends shows as a beat that stops
+            self.election.publish(now, self.log.held)
         self.lanes.settle(now)
         if self.host or now >= self._adopt_at:
             self._adopt_at = now + self.adopt_s

@@ -56,3 +56,12 @@ def test_the_lock_of_a_worker_that_dies_is_free_at_once(tmp_path):
         holder.kill()
         holder.wait(10)
         me.resign()
+
+
+def test_the_elected_one_notes_when_it_ran_and_what_it_counted_for_every_other_worker(tmp_path):
+    elected, other = Election(tmp_path), Election(tmp_path)
+    assert other.state() == (0.0, 0)  # nobody ran yet
+    assert elected.won()
+    elected.publish(123.5, 4096)
+    other.won()  # a candidate that lost reads it all the same
+    assert other.state() == (123.5, 4096)
