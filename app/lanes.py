@@ -27,8 +27,8 @@ class Lanes:
     """Every topic's lane, the records they hold, and the producer they send through."""
 
     def __init__(self, settings: Settings, spool: Path, topics: Topics) -> None:
-        self.spool = spool
         self.topics = topics
+        self.dead_letters = DeadLetters(spool, settings.send_interval_ms / 1000)
         self.max_held = settings.max_pending
         self.max_held_bytes = settings.max_pending_bytes
         self.lane_window = max(1, self.max_held // 4)  # in flight per topic: a stalled one keeps room for others
@@ -94,12 +94,12 @@ class Lanes:
                     if producer_broken(exc):
                         self.broken = f"it failed a send: {exc!r}"
                         return
-                    if refused(exc):
-                        self._dead(lane, repr(exc), [waiting.popleft()])
+                    if not refused(exc):
+                        lane.failed(repr(exc), self.interval_s, now)
+                        self.topics.forget(topic)  # it may have vanished: check before the next try
+                    elif self._dead(lane, repr(exc), now, [waiting.popleft()]):
                         continue
-                    lane.failed(repr(exc), self.interval_s, now)
-                    self.topics.forget(topic)  # it may have vanished: check before the next try
-                    break
+                    break  # this lane waits for its back-off
                 waiting.popleft()
                 entry.sent_at = now
                 lane.flight.append(entry)
@@ -128,7 +128,7 @@ class Lanes:
                 delivered += 1
                 metrics.DELIVERY_SECONDS.observe(time.time() - entry.record.accepted_at)
             elif refused(exc):
-                self._dead(lane, repr(exc), [entry])
+                self._dead(lane, repr(exc), now, [entry])
             else:
                 metrics.FAILED.inc()
                 lane.failed(repr(exc), self.interval_s, now)
@@ -162,24 +162,43 @@ class Lanes:
                 self.topics.ensure([topic])
             others_fine = self.heard > lane.failing_since  # Kafka took something in a later pass
             if lane.failing_since and lane.waiting and others_fine and now - lane.failing_since > self.dead_after_s:
-                self._dead(lane, f"{lane.error}; failing for {now - lane.failing_since:.0f} s")
+                self._dead(lane, f"{lane.error}; failing for {now - lane.failing_since:.0f} s", now)
         if blocked and self.by_topic and answered > now - self.stall_s:
             lane = max(self.by_topic.values(), key=lambda lane: len(lane.waiting))
             # Failing for longer than a delivery may take, not merely slow to start (its metadata
             # late under load): a bench run dead-lettered a healthy topic before this.
             if lane.failing_since and now - lane.failing_since > self.stall_s and len(lane.waiting) * 2 > self.held:
                 self._dead(lane, f"{lane.error}; held back while the collector's memory bound "
-                                 f"({self.max_held} events) was full")
+                                 f"({self.max_held} events) was full", now)
 
-    def _dead(self, lane: Lane, reason: str, entries: list[Entry] | None = None) -> None:
-        """Move records Kafka will not take (default: all the lane's waiting ones) to the dead
-        letters; they wait in the lane again if that fails."""
-        if entries is None:
-            entries = list(lane.waiting)
-            lane.waiting.clear()
-        if not deadletter.bury(self.spool, [e.record for e in entries], reason):
-            for entry in entries:
-                lane.back(entry)
-            return
-        for entry in entries:
+    def _dead(self, lane: Lane, reason: str, now: float, entries: list[Entry] | None = None) -> bool:
+        """Dead-letter records Kafka will not take (default: all the lane's waiting ones); False if they wait."""
+        buried = self.dead_letters.take(lane, reason, now, entries)
+        for entry in buried:
             self._settled(entry)
+        return bool(buried)
+
+
+class DeadLetters:
+    """Where the lanes put the records Kafka will not take, and the back-off while the disk will
+    not take them either (full, out of descriptors): the sender never takes them again at once."""
+
+    def __init__(self, spool: Path, backoff_s: float) -> None:
+        self.spool = spool
+        self.backoff_s = backoff_s
+        self.after = 0.0  # monotonic time before which none is tried: the last could not be written
+
+    def take(self, lane: Lane, reason: str, now: float, entries: list[Entry] | None = None) -> list[Entry]:
+        """Write ``entries`` (default: the lane's waiting records, taken from it) to the dead letters
+        and return them; or leave them waiting in the lane, which backs off, and return none."""
+        whole = entries is None
+        entries = list(lane.waiting) if entries is None else entries
+        if now >= self.after and deadletter.bury(self.spool, [e.record for e in entries], reason):
+            if whole:
+                lane.waiting.clear()
+            return entries
+        for entry in [] if whole else entries:
+            lane.back(entry)
+        lane.failed(lane.error if whole else reason, self.backoff_s, now)
+        self.after = max(self.after, lane.retry_at)
+        return []

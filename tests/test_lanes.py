@@ -3,10 +3,18 @@ topic's trouble kept to its own lane, dead letters (refused, failing too long, f
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
-from kafka.errors import InvalidRecordError, KafkaTimeoutError
+import pytest
+from kafka.errors import InvalidRecordError, KafkaTimeoutError, MessageSizeTooLargeError
 
-from tests.helpers import metric, numbers, post_numbered, settled, started, wait_until
+from app import deadletter
+from app.config import Settings
+from app.lanes import Lanes
+from app.ledger import Entry
+from app.topics import Topics
+from tests.fakes import FakeKafkaAdmin, FakeKafkaProducer
+from tests.helpers import log_record, metric, numbers, post_numbered, settled, started, wait_until
 
 
 def test_kafka_fails_mid_stream_and_comes_back_in_order(make_app):
@@ -90,3 +98,56 @@ def test_a_failing_topic_that_fills_the_memory_bound_is_dead_lettered_and_the_ot
     wait_until(letters.exists, what="the failing topic's events dead-lettered")
     assert "held back while the collector's memory bound (20 events) was full" in letters.read_text()
     wait_until(lambda: numbers(fake) == list(range(100, 110)), what="the other account's events delivered")
+
+
+def fake_lanes(spool: Path, **env: object) -> Lanes:
+    """Lanes on a fake producer, driven pass by pass at the times a test gives."""
+    settings = Settings.from_env({"COLLECTOR_SPOOL_DIR": str(spool), **{k: str(v) for k, v in env.items()}})
+    lanes = Lanes(settings, spool, Topics(FakeKafkaAdmin, {}, 1, 1))
+    lanes.reset(FakeKafkaProducer())
+    return lanes
+
+
+def one_pass(lanes: Lanes, now: float) -> None:
+    """What the sender does with the lanes in one pass."""
+    lanes.settle(now)
+    lanes.send(now)
+    lanes.watch(now, lanes.full, now)
+
+
+@pytest.mark.parametrize(("path", "error"), [
+    ("send raises", MessageSizeTooLargeError("too large")),  # refused before it leaves
+    ("delivery fails", InvalidRecordError("refused by the topic's schema")),  # refused by Kafka
+    ("failing too long", KafkaTimeoutError("no leader for ever")),  # retriable, never mends
+])
+def test_dead_letters_the_disk_cannot_take_wait_and_are_tried_again_after_a_back_off(tmp_path, fake_cluster,
+                                                                                      monkeypatch, path, error):
+    lanes = fake_lanes(tmp_path, COLLECTOR_DEAD_LETTER_AFTER_MS=1000)
+    if path == "send raises":
+        lanes.producer.raise_on_send = error
+    else:
+        lanes.producer.refuse["events.7"] = error
+    tries: list[int] = []
+
+    def disk_full(spool: Path, records: list[object], reason: str) -> bool:
+        tries.append(len(records))
+        if len(tries) > 50:  # what it did before: the same record taken again and again in one pass
+            raise AssertionError("the sender loops on a dead letter it cannot write")
+        return False
+
+    monkeypatch.setattr(deadletter, "bury", disk_full)
+    for seq in range(3):
+        lanes.add(Entry(seq, None, 0, log_record(seq, "events.7")))  # type: ignore[arg-type]
+    for n in range(100):  # five seconds of passes
+        if path == "failing too long":  # account 1's events are delivered meanwhile
+            lanes.add(Entry(100 + n, None, 0, log_record(100 + n)))  # type: ignore[arg-type]
+        one_pass(lanes, 1000 + n * 0.05)
+    lanes.settle(1005)
+    assert 1 <= len(tries) <= 10  # a try, then fewer and fewer: not one a pass
+    assert (lanes.held, deadletter.count(tmp_path)) == (3, 0)  # kept, in memory and in the log
+    monkeypatch.undo()  # the disk has room again
+    for n in range(100, 300):
+        one_pass(lanes, 1000 + n * 0.05)
+    assert (lanes.held, deadletter.count(tmp_path)) == (0, 3)
+    letters = [json.loads(line) for line in (tmp_path / "dead-letter" / "events.7.jsonl").read_text().splitlines()]
+    assert sorted(d["value"]["n"] for d in letters) == [0, 1, 2]
