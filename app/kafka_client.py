@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import IllegalStateError, KafkaError, KafkaTimeoutError, UnknownError
+from kafka.net.compat import KafkaNetClient
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -56,12 +57,28 @@ def new_producer(**configs: Any) -> Any:
 
 
 def new_admin(**configs: Any) -> Any:
-    """A kafka-python admin client on the producer's settings."""
-    return KafkaAdminClient(
-        bootstrap_servers=configs["bootstrap_servers"], client_id=configs["client_id"],
-        api_version=configs["api_version"], bootstrap_timeout_ms=configs["max_block_ms"],
-        request_timeout_ms=configs["request_timeout_ms"], reconnect_backoff_max_ms=1000,
-    )
+    """A kafka-python admin client on the producer's settings; nothing of it stays open when
+    Kafka does not answer its bootstrap within ``max_block_ms`` (it raises then)."""
+    made: list[KafkaNetClient] = []
+
+    def network_client(**kwargs: Any) -> KafkaNetClient:
+        made.append(KafkaNetClient(**kwargs))
+        return made[-1]
+
+    try:
+        return KafkaAdminClient(
+            bootstrap_servers=configs["bootstrap_servers"], client_id=configs["client_id"],
+            api_version=configs["api_version"], bootstrap_timeout_ms=configs["max_block_ms"],
+            request_timeout_ms=configs["request_timeout_ms"], reconnect_backoff_max_ms=1000,
+            kafka_client=network_client,
+        )
+    except BaseException:
+        # kafka-python 3.0.12 starts the client's I/O thread (its epoll, its wake-up sockets)
+        # before the bootstrap that raises, and nothing stops it: against a hung broker, each
+        # probe and topic check left a thread and three descriptors behind.
+        for client in made:
+            client.close()
+        raise
 
 
 class Clients(NamedTuple):

@@ -6,8 +6,9 @@ import ctypes
 import logging
 import threading
 
-from app.health import Supervisor
-from tests.fakes import FakeKafkaAdmin
+from app.health import Probe, Supervisor
+from app.kafka_client import KAFKA
+from tests.fakes import FakeKafkaAdmin, SilentBroker, kafka_resources, left_open
 from tests.helpers import first_seen, numbers, post_numbered, settled, started, wait_until
 
 
@@ -77,3 +78,14 @@ def test_a_thread_that_ended_is_a_problem_until_the_supervisor_stops():
     assert wait_until(supervisor.problem, what="the end noticed") == "the probe thread is not running"
     supervisor.stop(1)
     assert supervisor.problem() is None
+
+
+def test_probes_a_hung_kafka_never_answers_leave_nothing_open():
+    with SilentBroker() as silent:
+        before = kafka_resources()
+        probe = Probe(KAFKA.admin, silent.configs(), ready_s=1.0)
+        for _ in range(10):
+            probe.ask()
+        assert probe.problem.startswith('Kafka does not answer: KafkaTimeoutError("Unable to bootstrap')
+        assert (probe.heard, probe.outages) == (0.0, 0)  # not away: it takes connections
+        assert left_open(before) == (0, 0)  # it was 3 descriptors and a thread each

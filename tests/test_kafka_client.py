@@ -16,8 +16,17 @@ from kafka.errors import (
 )
 
 from app.config import ConfigError, Settings
-from app.kafka_client import NEVER_MS, create_topics, producer_broken, producer_configs, refused, went_away
+from app.kafka_client import (
+    NEVER_MS,
+    create_topics,
+    new_admin,
+    producer_broken,
+    producer_configs,
+    refused,
+    went_away,
+)
 from dev.broker import free_port
+from tests.fakes import SilentBroker, kafka_resources, left_open
 
 
 def test_the_producer_settings_keep_order_and_never_expire_records():
@@ -72,3 +81,13 @@ def test_kafka_went_away_only_when_every_server_refuses():
         assert went_away([down])
         assert not went_away([down, up])
         assert not went_away([up])
+
+
+def test_an_admin_client_a_hung_kafka_never_answers_leaves_nothing_open():
+    with SilentBroker() as silent:
+        configs = silent.configs()
+        before = kafka_resources()
+        for _ in range(10):
+            with pytest.raises(KafkaTimeoutError, match="Unable to bootstrap"):
+                new_admin(**configs)
+        assert left_open(before) == (0, 0)  # it was 3 descriptors and a thread each

@@ -3,6 +3,7 @@ topic's trouble kept to its own lane, dead letters (refused, failing too long, f
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -10,10 +11,11 @@ from kafka.errors import InvalidRecordError, KafkaTimeoutError, MessageSizeTooLa
 
 from app import deadletter
 from app.config import Settings
+from app.kafka_client import KAFKA
 from app.lanes import Lanes
 from app.ledger import Entry
 from app.topics import Topics
-from tests.fakes import FakeKafkaAdmin, FakeKafkaProducer
+from tests.fakes import FakeKafkaAdmin, FakeKafkaProducer, SilentBroker, kafka_resources, left_open
 from tests.helpers import log_record, metric, numbers, post_numbered, settled, started, wait_until
 
 
@@ -151,3 +153,17 @@ def test_dead_letters_the_disk_cannot_take_wait_and_are_tried_again_after_a_back
     assert (lanes.held, deadletter.count(tmp_path)) == (0, 3)
     letters = [json.loads(line) for line in (tmp_path / "dead-letter" / "events.7.jsonl").read_text().splitlines()]
     assert sorted(d["value"]["n"] for d in letters) == [0, 1, 2]
+
+
+def test_producers_replaced_while_kafka_hangs_leave_nothing_open(tmp_path):
+    with SilentBroker() as silent:
+        configs = silent.configs()
+        before = kafka_resources()
+        lanes = Lanes(Settings.from_env({}), tmp_path, Topics(KAFKA.admin, configs, 1, 1))
+        for seq in range(5):
+            lanes.reset(KAFKA.producer(**configs))  # closes the one before, its metadata request unanswered
+            lanes.add(Entry(seq, None, 0, log_record(seq)))  # type: ignore[arg-type]
+            one_pass(lanes, time.monotonic())  # the producer asks for the topic's metadata
+            assert lanes.held == 1 and not lanes.delivered
+        lanes.close()
+        assert left_open(before) == (0, 0)

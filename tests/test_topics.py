@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from kafka.errors import UnknownTopicOrPartitionError
 
+from app.kafka_client import KAFKA
 from app.topics import Topics
-from tests.fakes import FakeKafkaAdmin
+from tests.fakes import FakeKafkaAdmin, SilentBroker, kafka_resources, left_open
 from tests.helpers import first_seen, numbers, post_numbered, settled, started, wait_until
 
 
@@ -51,3 +52,15 @@ def test_without_a_broker_no_topic_is_known_and_creating_it_is_tried_again(fake_
     topics.admin_factory = FakeKafkaAdmin  # the broker is back
     wait_until(lambda: topics.ensure(["events.1"]) or "events.1" in topics, what="the topic created")
     assert fake_cluster.topics == {"events.1": (3, 1)}
+
+
+def test_topic_checks_a_hung_kafka_never_answers_leave_nothing_open(caplog):
+    with SilentBroker() as silent:
+        before = kafka_resources()
+        topics = Topics(KAFKA.admin, silent.configs(), 3, 1)
+        for n in range(10):
+            topics.ensure([f"events.{n}"])
+            assert f"events.{n}" not in topics
+        topics.close()
+        assert caplog.text.count('1 topics not checked (KafkaTimeoutError("Unable to bootstrap') == 10
+        assert left_open(before) == (0, 0)  # it was 3 descriptors and a thread each
