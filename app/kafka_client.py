@@ -4,6 +4,7 @@ The one module that imports ``kafka``.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from collections.abc import Callable
@@ -43,6 +44,8 @@ def producer_configs(settings: Settings) -> dict[str, Any]:
         "delivery_timeout_ms": NEVER_MS,
         "request_timeout_ms": min(settings.kafka_delivery_timeout_ms // 2, 30_000),
         "reconnect_backoff_max_ms": 1000,
+        # Its per-topic sensors are never dropped: 5 metrics for each topic ever sent to.
+        "metrics_enabled": False,
     }
 
 
@@ -115,6 +118,27 @@ def with_metadata(producer: Any, topics: list[str]) -> set[str]:
         metadata.request_update()
         producer._sender.wakeup()
     return known
+
+
+def forget_topics(producer: Any, topics: set[str]) -> None:
+    """Let the producer forget ``topics`` (a send to one asks for it anew); a fake keeps nothing."""
+    # kafka-python 3.0.12 drops no topic: each metadata request lists every topic it tracks, and
+    # each loop of its I/O thread goes over every partition it ever queued for. Private API, hence
+    # the pinned version; done on that I/O thread, which reads both, so neither changes under it.
+    if not topics or not isinstance(producer, KafkaProducer):
+        return
+    metadata, accumulator = producer._metadata, producer._accumulator
+
+    def forget() -> None:
+        metadata._topics -= topics
+        metadata.request_update()  # a refresh drops their partitions: a send to one then asks for it
+        for partition in [p for p in accumulator._batches if p.topic in topics]:
+            with accumulator._tp_lock(partition):  # send() appends under it, from the sender thread
+                if not accumulator._batches[partition] and partition not in accumulator.muted:  # none in flight
+                    del accumulator._batches[partition]
+
+    with contextlib.suppress(RuntimeError):  # closed: it is being replaced
+        producer._sender._client._net.call_soon_threadsafe(forget)
 
 
 def close_now(producer: Any) -> None:

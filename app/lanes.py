@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import deadletter, metrics
-from .kafka_client import close_now, producer_broken, refused, with_metadata
+from .kafka_client import close_now, forget_topics, producer_broken, refused, with_metadata
 from .ledger import Entry, Lane
 from .topics import Topics
 
@@ -74,7 +74,8 @@ class Lanes:
     def send(self, now: float) -> None:
         """Hand each lane's waiting records to the producer, in order, as far as its window allows."""
         wanted = [t for t, lane in self.by_topic.items() if lane.waiting]
-        ready = with_metadata(self.producer, wanted)
+        # Those in flight too: a topic the producer was told to forget (see watch) is asked for again.
+        ready = with_metadata(self.producer, [t for t, lane in self.by_topic.items() if lane.waiting or lane.in_flight])
         self.topics.awaited([t for t in wanted if t not in ready], now)
         for topic, lane in self.by_topic.items():
             if not lane.waiting or now < lane.retry_at or (lane.returned and lane.in_flight):
@@ -148,11 +149,13 @@ class Lanes:
         """Check the topic of a lane whose records wait too long (it may have vanished), and
         dead-letter a topic that keeps failing while Kafka takes the others, or that fills the
         memory the others need while Kafka itself answers (``answered``: the probe's last answer).
-        Drop the lanes with nothing to do: every pass goes over them."""
-        idle = [t for t, lane in self.by_topic.items() if not lane.waiting and not lane.in_flight
-                and not lane.failing_since]
+        Drop the lanes with nothing to do, failing or not (every pass goes over them), and let
+        Topics and the producer forget the topics idle for long (each would keep them all)."""
+        idle = [t for t, lane in self.by_topic.items() if not lane.waiting and not lane.in_flight]
         for topic in idle:
             del self.by_topic[topic]
+        self.topics.idle(idle, now)
+        forget_topics(self.producer, self.topics.expired(now, self.by_topic))
         for topic, lane in self.by_topic.items():
             sent = lane.oldest_send()
             if sent and now - sent > self.stall_s:

@@ -18,15 +18,20 @@ from kafka.errors import (
 from app.config import ConfigError, Settings
 from app.kafka_client import (
     NEVER_MS,
+    close_now,
     create_topics,
+    forget_topics,
     new_admin,
+    new_producer,
     producer_broken,
     producer_configs,
     refused,
     went_away,
+    with_metadata,
 )
 from dev.broker import free_port
 from tests.fakes import SilentBroker, kafka_resources, left_open
+from tests.helpers import wait_until
 
 
 def test_the_producer_settings_keep_order_and_never_expire_records():
@@ -91,3 +96,17 @@ def test_an_admin_client_a_hung_kafka_never_answers_leaves_nothing_open():
             with pytest.raises(KafkaTimeoutError, match="Unable to bootstrap"):
                 new_admin(**configs)
         assert left_open(before) == (0, 0)  # it was 3 descriptors and a thread each
+
+
+def test_a_producer_told_to_forget_topics_asks_for_them_no_more():
+    with SilentBroker() as silent:
+        producer = new_producer(**silent.configs())
+        try:
+            topics = [f"events.{n}" for n in range(100)]
+            assert with_metadata(producer, topics) == set()  # none known: all asked for, without waiting
+            wait_until(lambda: producer._metadata._topics == set(topics), what="the topics tracked")
+            forget_topics(producer, set(topics[:90]))
+            wait_until(lambda: producer._metadata._topics == set(topics[90:]), what="90 forgotten")
+            assert sorted(t.name for t in producer._metadata.metadata_request().topics) == topics[90:]
+        finally:
+            close_now(producer)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections import deque
 from pathlib import Path
 
 import pytest
 from kafka.errors import InvalidRecordError, KafkaTimeoutError, MessageSizeTooLargeError
 
 from app import deadletter
+from app import lanes as lanes_module
 from app.config import Settings
 from app.kafka_client import KAFKA
 from app.lanes import Lanes
@@ -167,3 +169,31 @@ def test_producers_replaced_while_kafka_hangs_leave_nothing_open(tmp_path):
             assert lanes.held == 1 and not lanes.delivered
         lanes.close()
         assert left_open(before) == (0, 0)
+
+
+def largest(lanes: Lanes) -> int:
+    """The size of the largest collection the lanes or their Topics hold."""
+    held = [*vars(lanes).values(), *vars(lanes.topics).values()]
+    return max(len(c) for c in held if isinstance(c, (set, dict, deque)) and c is not lanes.topics.configs)
+
+
+def test_accounts_each_seen_once_leave_nothing_behind_in_memory(tmp_path, fake_cluster, monkeypatch):
+    fake_cluster.only_created = True  # a topic is there once created: each is checked and created
+    lanes = fake_lanes(tmp_path)
+    lanes.topics.IDLE_S = 5.0
+    lanes.producer.refuse = {f"events.{n}": InvalidRecordError("refused") for n in range(0, 3000, 100)}
+    forgotten: set[str] = set()
+    monkeypatch.setattr(lanes_module, "forget_topics", lambda producer, topics: forgotten.update(topics))
+    sizes = []
+    for n in range(0, 3000, 5):  # five new accounts a pass, each with one event
+        for aid in range(n, n + 5):
+            lanes.add(Entry(aid, None, 0, log_record(aid, f"events.{aid}")))  # type: ignore[arg-type]
+        one_pass(lanes, 1000 + n / 100)
+        sizes.append(largest(lanes))
+    for n in range(200):  # ten quiet seconds
+        one_pass(lanes, 1030 + n / 20)
+    topics = {f"events.{aid}" for aid in range(3000)}
+    assert {t for t, _, _ in lanes.producer.sent} | set(lanes.producer.refuse) == topics
+    assert deadletter.count(tmp_path) == 30 and lanes.held == 0
+    assert max(sizes) < 800 and largest(lanes) == 0  # it grew to 3,000 before
+    assert forgotten == topics  # the producer was told to forget each (its metadata held 3,000)

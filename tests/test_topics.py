@@ -2,6 +2,8 @@
 without a broker, tried again."""
 from __future__ import annotations
 
+from typing import Any
+
 from kafka.errors import UnknownTopicOrPartitionError
 
 from app.kafka_client import KAFKA
@@ -64,3 +66,29 @@ def test_topic_checks_a_hung_kafka_never_answers_leave_nothing_open(caplog):
         topics.close()
         assert caplog.text.count('1 topics not checked (KafkaTimeoutError("Unable to bootstrap') == 10
         assert left_open(before) == (0, 0)  # it was 3 descriptors and a thread each
+
+
+class CountingAdmin(FakeKafkaAdmin):
+    """The fake admin client, counting the topics it is asked to create."""
+
+    asked: list[str] = []
+
+    def create_topics(self, new_topics: list[Any], raise_errors: bool = True) -> dict[str, Any]:
+        self.asked.extend(t.name for t in new_topics)
+        return super().create_topics(new_topics, raise_errors)
+
+
+def test_a_topic_idle_for_long_is_forgotten_and_checked_anew_when_it_comes_back(fake_cluster):
+    CountingAdmin.asked = []
+    topics = Topics(CountingAdmin, {}, 3, 1)
+    topics.ensure(["events.1", "events.2", "events.3"])
+    topics.idle(["events.1", "events.2"], 1000.0)  # their lanes have nothing to send from now
+    assert topics.expired(1000.0 + topics.IDLE_S, active=set()) == set()  # not idle long enough
+    assert topics.expired(2000.0, active={"events.2"}) == {"events.1"}  # events.2 has events again
+    assert [t in topics for t in ("events.1", "events.2", "events.3")] == [False, True, True]
+    topics.idle(["events.3"], 2000.0)
+    # events.2 is not idle again until its lane says so
+    assert topics.expired(2001.0 + topics.IDLE_S, active=set()) == {"events.3"}
+    topics.ensure(["events.1"])
+    assert CountingAdmin.asked == ["events.1", "events.2", "events.3", "events.1"]
+    assert "events.1" in topics

@@ -10,9 +10,10 @@ from kafka import KafkaConsumer
 from kafka.errors import KafkaTimeoutError
 
 from app.config import Settings
-from app.kafka_client import close_now, new_producer, producer_configs
+from app.kafka_client import close_now, forget_topics, new_producer, producer_configs
 from dev.broker import Broker
-from tests.helpers import FAST, Collector, keys_in, new_account
+from dev.events import read_records
+from tests.helpers import FAST, Collector, account_id, keys_in, new_account, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -67,3 +68,26 @@ def test_a_hung_broker_leaves_no_descriptor_or_thread_behind_in_the_workers(tmp_
             collector.stop()
     print(f"\nsockets and epolls, threads per worker: before {before}, at most while hung {most}")
     assert all(most[pid][0] <= before[pid][0] + 12 and most[pid][1] <= before[pid][1] + 4 for pid in pids), most
+
+
+def test_a_producer_forgets_the_topics_it_is_told_to_and_takes_them_again(broker):
+    producer = new_producer(**producer_configs(Settings.from_env({"KAFKA_BOOTSTRAP_SERVERS": broker.servers})))
+    topics = [f"forget.{account_id()}" for _ in range(30)]
+    for topic in topics:
+        broker.create_topic(topic, partitions=1)
+    try:
+        for topic in topics:
+            producer.send(topic, key=b"k", value=b'{"n": 1}').get(timeout=10)
+
+        def held() -> tuple[set[str], set[str], set[str]]:
+            metadata, batches = producer._metadata, producer._accumulator._batches
+            return metadata._topics, {p.topic for p in batches}, {t for t in topics if metadata.partitions_for_topic(t)}
+
+        assert held() == (set(topics), set(topics), set(topics))
+        forget_topics(producer, set(topics[:20]))
+        wait_until(lambda: held() == (set(topics[20:]),) * 3, what="20 topics forgotten")
+        producer.send(topics[0], key=b"k", value=b'{"n": 2}').get(timeout=10)  # asked for anew
+        assert held() == ({topics[0], *topics[20:]},) * 3
+    finally:
+        close_now(producer)
+    assert [r.value for r in read_records(broker.servers, topics[0], count=2)] == [b'{"n": 1}', b'{"n": 2}']
