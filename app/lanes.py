@@ -194,14 +194,14 @@ class DeadLetters:
     def take(self, lane: Lane, reason: str, now: float, entries: list[Entry] | None = None) -> list[Entry]:
         """Write ``entries`` (default: the lane's waiting records, taken from it) to the dead letters
         and return them; or leave them waiting in the lane, which backs off, and return none."""
-        whole = entries is None
-        entries = list(lane.waiting) if entries is None else entries
-        if now >= self.after and deadletter.bury(self.spool, [e.record for e in entries], reason):
-            if whole:
-                lane.waiting.clear()
-            return entries
-        for entry in [] if whole else entries:
+        if now >= self.after:
+            buried = list(lane.waiting) if entries is None else entries
+            if deadletter.bury(self.spool, [e.record for e in buried], reason):
+                if entries is None:
+                    lane.waiting.clear()
+                return buried
+        for entry in entries or []:
             lane.back(entry)
-        lane.failed(lane.error if whole else reason, self.backoff_s, now)
+        lane.failed(lane.error if entries is None else reason, self.backoff_s, now)
         self.after = max(self.after, lane.retry_at)
         return []
