@@ -136,13 +136,19 @@ FAKE_KAFKA = Clients(FakeKafkaProducer, FakeKafkaAdmin)
 
 class SilentBroker:
     """A Kafka that takes connections and never answers, as a hung broker (or one stopped with
-    SIGSTOP) looks: it listens, and the kernel completes each connection, but nothing reads."""
+    SIGSTOP) looks: it listens, and the kernel completes each connection, but nothing reads.
+    ``full``: its queue of connections not yet accepted is full, as a hung broker's soon is:
+    a connection never completes."""
 
-    def __init__(self) -> None:
+    def __init__(self, full: bool = False) -> None:
         self.listening = socket.socket()
         self.listening.bind(("127.0.0.1", 0))
-        self.listening.listen(1024)
+        self.listening.listen(0 if full else 1024)
         self.servers = f"127.0.0.1:{self.listening.getsockname()[1]}"
+        self.queued = [socket.socket() for _ in range(4 if full else 0)]
+        for queued in self.queued:
+            queued.setblocking(False)
+            queued.connect_ex(self.listening.getsockname())
 
     def configs(self) -> dict[str, Any]:
         """The collector's Kafka settings against this broker, 100 ms to bootstrap."""
@@ -153,7 +159,8 @@ class SilentBroker:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.listening.close()
+        for sock in (self.listening, *self.queued):
+            sock.close()
 
 
 def kafka_resources() -> tuple[int, int]:
