@@ -1,7 +1,8 @@
 """Background threads that are watched, and whether this worker is ready.
 
 Every background thread runs under ``Supervisor.start``: if it dies, the death is logged,
-``/readyz`` reports it for ``COLLECTOR_READY_MAX_AGE_MS``, and the thread runs again.
+``/readyz`` reports it for ``COLLECTOR_READY_MAX_AGE_MS``, and the thread runs again (after
+0.5 s, doubled at each death in a row up to 30 s).
 """
 from __future__ import annotations
 
@@ -18,13 +19,18 @@ log = logging.getLogger(__name__)
 
 
 class Supervisor:
-    """Starts named threads and starts them again when they die."""
+    """Starts named threads and starts them again when they die, later after each death in a row."""
 
-    RESTART_S = 0.5
+    RESTART_S = 0.5  # the wait before the first restart, doubled at each death in a row
+    MAX_RESTART_S = 30.0
+    HEALTHY_S = 60.0  # a thread that ran this long before it died counts as a first death again
 
-    def __init__(self, visible_s: float) -> None:
+    def __init__(self, visible_s: float, clock: Callable[[], float] = time.monotonic,
+                 wait: Callable[[float], bool] | None = None) -> None:
         self.visible_s = visible_s
         self.stopping = threading.Event()
+        self.clock = clock
+        self.wait = wait or self.stopping.wait  # True: stop instead (so a stop never waits out a back-off)
         self._deaths: dict[str, tuple[float, str]] = {}  # name -> (when, why); guarded by _lock
         self._threads: dict[str, threading.Thread] = {}  # guarded by _lock
         self._lock = threading.Lock()
@@ -32,17 +38,23 @@ class Supervisor:
     def start(self, name: str, target: Callable[[], None]) -> None:
         """Run ``target`` in a thread named ``name``, again after every death until ``stop``."""
         def watched() -> None:
+            delay = self.RESTART_S
             while True:
+                began = self.clock()
                 try:
                     target()
                     return
                 except BaseException as exc:  # noqa: BLE001 - even a SystemExit sent to the thread
                     if self.stopping.is_set():
                         return
-                    log.exception("the %s thread died; it starts again", name)
+                    if self.clock() - began >= self.HEALTHY_S:
+                        delay = self.RESTART_S
+                    log.exception("the %s thread died; it starts again in %.1f s", name, delay)
                     with self._lock:
                         self._deaths[name] = (time.monotonic(), f"the {name} thread died ({exc!r}) and was restarted")
-                    time.sleep(self.RESTART_S)
+                if self.wait(delay):
+                    return
+                delay = min(delay * 2, self.MAX_RESTART_S)  # one that dies at once must not spin
 
         thread = threading.Thread(target=watched, name=f"collector-{name}", daemon=True)
         with self._lock:

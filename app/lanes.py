@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import deadletter, metrics
-from .kafka_client import close_now, producer_broken, refused, with_metadata
+from .kafka_client import close_now, forget_topics, producer_broken, refused, with_metadata
 from .ledger import Entry, Lane
 from .topics import Topics
 
@@ -27,8 +27,8 @@ class Lanes:
     """Every topic's lane, the records they hold, and the producer they send through."""
 
     def __init__(self, settings: Settings, spool: Path, topics: Topics) -> None:
-        self.spool = spool
         self.topics = topics
+        self.dead_letters = DeadLetters(spool, settings.send_interval_ms / 1000)
         self.max_held = settings.max_pending
         self.max_held_bytes = settings.max_pending_bytes
         self.lane_window = max(1, self.max_held // 4)  # in flight per topic: a stalled one keeps room for others
@@ -74,7 +74,8 @@ class Lanes:
     def send(self, now: float) -> None:
         """Hand each lane's waiting records to the producer, in order, as far as its window allows."""
         wanted = [t for t, lane in self.by_topic.items() if lane.waiting]
-        ready = with_metadata(self.producer, wanted)
+        # Those in flight too: a topic the producer was told to forget (see watch) is asked for again.
+        ready = with_metadata(self.producer, [t for t, lane in self.by_topic.items() if lane.waiting or lane.in_flight])
         self.topics.awaited([t for t in wanted if t not in ready], now)
         for topic, lane in self.by_topic.items():
             if not lane.waiting or now < lane.retry_at or (lane.returned and lane.in_flight):
@@ -94,12 +95,12 @@ class Lanes:
                     if producer_broken(exc):
                         self.broken = f"it failed a send: {exc!r}"
                         return
-                    if refused(exc):
-                        self._dead(lane, repr(exc), [waiting.popleft()])
+                    if not refused(exc):
+                        lane.failed(repr(exc), self.interval_s, now)
+                        self.topics.forget(topic)  # it may have vanished: check before the next try
+                    elif self._dead(lane, repr(exc), now, [waiting.popleft()]):
                         continue
-                    lane.failed(repr(exc), self.interval_s, now)
-                    self.topics.forget(topic)  # it may have vanished: check before the next try
-                    break
+                    break  # this lane waits for its back-off
                 waiting.popleft()
                 entry.sent_at = now
                 lane.flight.append(entry)
@@ -128,7 +129,7 @@ class Lanes:
                 delivered += 1
                 metrics.DELIVERY_SECONDS.observe(time.time() - entry.record.accepted_at)
             elif refused(exc):
-                self._dead(lane, repr(exc), [entry])
+                self._dead(lane, repr(exc), now, [entry])
             else:
                 metrics.FAILED.inc()
                 lane.failed(repr(exc), self.interval_s, now)
@@ -148,11 +149,13 @@ class Lanes:
         """Check the topic of a lane whose records wait too long (it may have vanished), and
         dead-letter a topic that keeps failing while Kafka takes the others, or that fills the
         memory the others need while Kafka itself answers (``answered``: the probe's last answer).
-        Drop the lanes with nothing to do: every pass goes over them."""
-        idle = [t for t, lane in self.by_topic.items() if not lane.waiting and not lane.in_flight
-                and not lane.failing_since]
+        Drop the lanes with nothing to do, failing or not (every pass goes over them), and let
+        Topics and the producer forget the topics idle for long (each would keep them all)."""
+        idle = [t for t, lane in self.by_topic.items() if not lane.waiting and not lane.in_flight]
         for topic in idle:
             del self.by_topic[topic]
+        self.topics.idle(idle, now)
+        forget_topics(self.producer, self.topics.expired(now, self.by_topic))
         for topic, lane in self.by_topic.items():
             sent = lane.oldest_send()
             if sent and now - sent > self.stall_s:
@@ -162,24 +165,43 @@ class Lanes:
                 self.topics.ensure([topic])
             others_fine = self.heard > lane.failing_since  # Kafka took something in a later pass
             if lane.failing_since and lane.waiting and others_fine and now - lane.failing_since > self.dead_after_s:
-                self._dead(lane, f"{lane.error}; failing for {now - lane.failing_since:.0f} s")
+                self._dead(lane, f"{lane.error}; failing for {now - lane.failing_since:.0f} s", now)
         if blocked and self.by_topic and answered > now - self.stall_s:
             lane = max(self.by_topic.values(), key=lambda lane: len(lane.waiting))
             # Failing for longer than a delivery may take, not merely slow to start (its metadata
             # late under load): a bench run dead-lettered a healthy topic before this.
             if lane.failing_since and now - lane.failing_since > self.stall_s and len(lane.waiting) * 2 > self.held:
                 self._dead(lane, f"{lane.error}; held back while the collector's memory bound "
-                                 f"({self.max_held} events) was full")
+                                 f"({self.max_held} events) was full", now)
 
-    def _dead(self, lane: Lane, reason: str, entries: list[Entry] | None = None) -> None:
-        """Move records Kafka will not take (default: all the lane's waiting ones) to the dead
-        letters; they wait in the lane again if that fails."""
-        if entries is None:
-            entries = list(lane.waiting)
-            lane.waiting.clear()
-        if not deadletter.bury(self.spool, [e.record for e in entries], reason):
-            for entry in entries:
-                lane.back(entry)
-            return
-        for entry in entries:
+    def _dead(self, lane: Lane, reason: str, now: float, entries: list[Entry] | None = None) -> bool:
+        """Dead-letter records Kafka will not take (default: all the lane's waiting ones); False if they wait."""
+        buried = self.dead_letters.take(lane, reason, now, entries)
+        for entry in buried:
             self._settled(entry)
+        return bool(buried)
+
+
+class DeadLetters:
+    """Where the lanes put the records Kafka will not take, and the back-off while the disk will
+    not take them either (full, out of descriptors): the sender never takes them again at once."""
+
+    def __init__(self, spool: Path, backoff_s: float) -> None:
+        self.spool = spool
+        self.backoff_s = backoff_s
+        self.after = 0.0  # monotonic time before which none is tried: the last could not be written
+
+    def take(self, lane: Lane, reason: str, now: float, entries: list[Entry] | None = None) -> list[Entry]:
+        """Write ``entries`` (default: the lane's waiting records, taken from it) to the dead letters
+        and return them; or leave them waiting in the lane, which backs off, and return none."""
+        if now >= self.after:
+            buried = list(lane.waiting) if entries is None else entries
+            if deadletter.bury(self.spool, [e.record for e in buried], reason):
+                if entries is None:
+                    lane.waiting.clear()
+                return buried
+        for entry in entries or []:
+            lane.back(entry)
+        lane.failed(lane.error if entries is None else reason, self.backoff_s, now)
+        self.after = max(self.after, lane.retry_at)
+        return []

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from typing import Any
 
 from .kafka_client import create_topics
@@ -21,6 +21,7 @@ class Topics:
 
     RECHECK_S = 1.0  # the least time between two creations of one topic
     CONFIRM_S = 0.5  # a topic the producer's metadata still lacks after this is created
+    IDLE_S = 300.0  # a topic without events this long is forgotten: checked anew when they come back
 
     def __init__(self, admin_factory: Callable[..., Any], configs: dict[str, Any],
                  partitions: int, replication: int) -> None:
@@ -32,6 +33,8 @@ class Topics:
         self._known: set[str] = set()
         self._tried: dict[str, float] = {}  # topic -> when its creation was last tried
         self._awaited: dict[str, float] = {}  # topic -> since when the producer's metadata is awaited
+        self._idle: dict[str, float] = {}  # topic -> since when it has had nothing to send
+        self._sweep_at = 0.0
 
     def __contains__(self, topic: str) -> bool:
         return topic in self._known
@@ -75,10 +78,28 @@ class Topics:
     def forget(self, topic: str | None = None) -> None:
         """``topic`` (default: every one) may have vanished: check it (and create it again) before its next send."""
         if topic is None:
-            self._known.clear()
-            self._awaited.clear()
+            for seen in (self._known, self._tried, self._awaited, self._idle):
+                seen.clear()
         else:
             self._known.discard(topic)
+
+    def idle(self, topics: list[str], now: float) -> None:
+        """``topics`` have had nothing to send since ``now``."""
+        self._idle.update(dict.fromkeys(topics, now))
+
+    def expired(self, now: float, active: Container[str]) -> set[str]:
+        """Forget the topics idle for ``IDLE_S`` and not ``active`` again, and return them."""
+        # Else 100,000 accounts each seen once would stay for good. Looked for every tenth of IDLE_S.
+        if now < self._sweep_at:
+            return set()
+        self._sweep_at = now + self.IDLE_S / 10
+        gone = {t for t, since in self._idle.items() if now - since > self.IDLE_S and t not in active}
+        self._idle = {t: since for t, since in self._idle.items() if t not in gone and t not in active}
+        for topic in gone:
+            self._known.discard(topic)
+            self._tried.pop(topic, None)
+            self._awaited.pop(topic, None)
+        return gone
 
     def close(self) -> None:
         if self._admin is not None:

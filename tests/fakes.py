@@ -1,12 +1,18 @@
 """Test doubles of kafka-python's clients: small classes with the interface the collector uses."""
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
+import threading
+import time
 from typing import Any
 
 from kafka.errors import IllegalStateError, KafkaTimeoutError
 from kafka.future import Future
 
-from app.kafka_client import Clients
+from app.config import Settings
+from app.kafka_client import Clients, producer_configs
 
 
 class FakeKafkaProducer:
@@ -126,3 +132,53 @@ class FakeKafkaAdmin:
 
 
 FAKE_KAFKA = Clients(FakeKafkaProducer, FakeKafkaAdmin)
+
+
+class SilentBroker:
+    """A Kafka that takes connections and never answers, as a hung broker (or one stopped with
+    SIGSTOP) looks: it listens, and the kernel completes each connection, but nothing reads.
+    ``full``: its queue of connections not yet accepted is full, as a hung broker's soon is:
+    a connection never completes."""
+
+    def __init__(self, full: bool = False) -> None:
+        self.listening = socket.socket()
+        self.listening.bind(("127.0.0.1", 0))
+        self.listening.listen(0 if full else 1024)
+        self.servers = f"127.0.0.1:{self.listening.getsockname()[1]}"
+        self.queued = [socket.socket() for _ in range(4 if full else 0)]
+        for queued in self.queued:
+            queued.setblocking(False)
+            queued.connect_ex(self.listening.getsockname())
+
+    def configs(self) -> dict[str, Any]:
+        """The collector's Kafka settings against this broker, 100 ms to bootstrap."""
+        return producer_configs(Settings.from_env({"KAFKA_BOOTSTRAP_SERVERS": self.servers,
+                                                   "COLLECTOR_KAFKA_MAX_BLOCK_MS": "100"}))
+
+    def __enter__(self) -> SilentBroker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sock in (self.listening, *self.queued):
+            sock.close()
+
+
+def kafka_resources() -> tuple[int, int]:
+    """What this process's Kafka clients hold: its sockets and epoll instances, and its threads."""
+    held = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the directory's own descriptor, gone once listed
+            held += os.readlink(f"/proc/self/fd/{fd}").startswith(("socket:", "anon_inode:[eventpoll]"))
+    return held, threading.active_count()
+
+
+def left_open(before: tuple[int, int], timeout: float = 5.0) -> tuple[int, int]:
+    """How many more sockets and epolls, and threads, than ``before`` the process holds, once
+    clients closed in the background are done (polled up to ``timeout``): (0, 0) when nothing leaked."""
+    deadline = time.monotonic() + timeout
+    while True:
+        now = kafka_resources()
+        extra = (max(0, now[0] - before[0]), max(0, now[1] - before[1]))
+        if extra == (0, 0) or time.monotonic() > deadline:
+            return extra
+        time.sleep(0.02)

@@ -6,8 +6,9 @@ import ctypes
 import logging
 import threading
 
-from app.health import Supervisor
-from tests.fakes import FakeKafkaAdmin
+from app.health import Probe, Supervisor
+from app.kafka_client import KAFKA
+from tests.fakes import FakeKafkaAdmin, SilentBroker, kafka_resources, left_open
 from tests.helpers import first_seen, numbers, post_numbered, settled, started, wait_until
 
 
@@ -77,3 +78,49 @@ def test_a_thread_that_ended_is_a_problem_until_the_supervisor_stops():
     assert wait_until(supervisor.problem, what="the end noticed") == "the probe thread is not running"
     supervisor.stop(1)
     assert supervisor.problem() is None
+
+
+def test_probes_a_hung_kafka_never_answers_leave_nothing_open():
+    with SilentBroker() as silent:
+        before = kafka_resources()
+        probe = Probe(KAFKA.admin, silent.configs(), ready_s=1.0)
+        for _ in range(10):
+            probe.ask()
+        assert probe.problem.startswith('Kafka does not answer: KafkaTimeoutError("Unable to bootstrap')
+        assert (probe.heard, probe.outages) == (0.0, 0)  # not away: it takes connections
+        assert left_open(before) == (0, 0)  # it was 3 descriptors and a thread each
+
+
+def test_a_thread_that_keeps_dying_starts_again_later_each_time_until_it_ran_fine_for_a_while(caplog):
+    now = [0.0]
+    waits: list[float] = []
+
+    def wait(seconds: float) -> bool:  # the supervisor's pause before a restart, on a clock of our own
+        waits.append(seconds)
+        now[0] += seconds
+        return len(waits) == 12  # then it is told to stop
+
+    def work() -> None:
+        if len(waits) == 8:
+            now[0] += Supervisor.HEALTHY_S  # this run went well for a while before it died
+        raise RuntimeError("boom")
+
+    supervisor = Supervisor(visible_s=1.0, clock=lambda: now[0], wait=wait)
+    with caplog.at_level(logging.ERROR, logger="app.health"):
+        supervisor.start("work", work)
+        supervisor.thread("work").join(10)
+    assert waits == [0.5, 1, 2, 4, 8, 16, 30, 30, 0.5, 1, 2, 4]
+    assert "the work thread died; it starts again in 30.0 s" in caplog.text
+
+
+def test_stopping_ends_a_thread_that_waits_to_start_again():
+    supervisor = Supervisor(visible_s=1.0)
+    supervisor.RESTART_S = 600.0  # its wait before a restart outlasts the stop's
+
+    def work() -> None:
+        raise RuntimeError("boom")
+
+    supervisor.start("work", work)
+    wait_until(supervisor.problem, what="the death")
+    supervisor.stop(5)
+    assert not supervisor.thread("work").is_alive()

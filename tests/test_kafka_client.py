@@ -2,6 +2,8 @@
 error means."""
 from __future__ import annotations
 
+import gc
+import logging
 import socket
 
 import pytest
@@ -16,8 +18,22 @@ from kafka.errors import (
 )
 
 from app.config import ConfigError, Settings
-from app.kafka_client import NEVER_MS, create_topics, producer_broken, producer_configs, refused, went_away
+from app.kafka_client import (
+    NEVER_MS,
+    close_now,
+    create_topics,
+    forget_topics,
+    new_admin,
+    new_producer,
+    producer_broken,
+    producer_configs,
+    refused,
+    went_away,
+    with_metadata,
+)
 from dev.broker import free_port
+from tests.fakes import SilentBroker, kafka_resources, left_open
+from tests.helpers import wait_until
 
 
 def test_the_producer_settings_keep_order_and_never_expire_records():
@@ -72,3 +88,36 @@ def test_kafka_went_away_only_when_every_server_refuses():
         assert went_away([down])
         assert not went_away([down, up])
         assert not went_away([up])
+
+
+@pytest.mark.parametrize("full", [False, True], ids=["connects", "never-connects"])
+def test_an_admin_client_a_hung_kafka_never_answers_leaves_nothing_open(full, caplog):
+    caplog.set_level(logging.CRITICAL, logger="kafka")  # pytest keeps log records, and they the errors
+    with SilentBroker(full) as silent:
+        configs = silent.configs()
+        before = kafka_resources()
+        gc.disable()  # what a collection would free is not left to chance
+        try:
+            for _ in range(10):
+                with pytest.raises(KafkaTimeoutError, match="Unable to bootstrap"):
+                    new_admin(**configs)
+            sockets, threads = left_open(before, timeout=0)  # an admin client closes before it raises
+        finally:
+            gc.enable()
+    # It was 3 descriptors and a thread each, and a socket each that never connected: only the
+    # last attempt's is left, until the next one's collection.
+    assert sockets <= (1 if full else 0) and threads == 0
+
+
+def test_a_producer_told_to_forget_topics_asks_for_them_no_more():
+    with SilentBroker() as silent:
+        producer = new_producer(**silent.configs())
+        try:
+            topics = [f"events.{n}" for n in range(100)]
+            assert with_metadata(producer, topics) == set()  # none known: all asked for, without waiting
+            wait_until(lambda: producer._metadata._topics == set(topics), what="the topics tracked")
+            forget_topics(producer, set(topics[:90]))
+            wait_until(lambda: producer._metadata._topics == set(topics[90:]), what="90 forgotten")
+            assert sorted(t.name for t in producer._metadata.metadata_request().topics) == topics[90:]
+        finally:
+            close_now(producer)

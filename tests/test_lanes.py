@@ -3,10 +3,22 @@ topic's trouble kept to its own lane, dead letters (refused, failing too long, f
 from __future__ import annotations
 
 import json
+import time
+from collections import deque
+from pathlib import Path
 
-from kafka.errors import InvalidRecordError, KafkaTimeoutError
+import pytest
+from kafka.errors import InvalidRecordError, KafkaTimeoutError, MessageSizeTooLargeError
 
-from tests.helpers import metric, numbers, post_numbered, settled, started, wait_until
+from app import deadletter
+from app import lanes as lanes_module
+from app.config import Settings
+from app.kafka_client import KAFKA
+from app.lanes import Lanes
+from app.ledger import Entry
+from app.topics import Topics
+from tests.fakes import FakeKafkaAdmin, FakeKafkaProducer, SilentBroker, kafka_resources, left_open
+from tests.helpers import log_record, metric, numbers, post_numbered, settled, started, wait_until
 
 
 def test_kafka_fails_mid_stream_and_comes_back_in_order(make_app):
@@ -90,3 +102,98 @@ def test_a_failing_topic_that_fills_the_memory_bound_is_dead_lettered_and_the_ot
     wait_until(letters.exists, what="the failing topic's events dead-lettered")
     assert "held back while the collector's memory bound (20 events) was full" in letters.read_text()
     wait_until(lambda: numbers(fake) == list(range(100, 110)), what="the other account's events delivered")
+
+
+def fake_lanes(spool: Path, **env: object) -> Lanes:
+    """Lanes on a fake producer, driven pass by pass at the times a test gives."""
+    settings = Settings.from_env({"COLLECTOR_SPOOL_DIR": str(spool), **{k: str(v) for k, v in env.items()}})
+    lanes = Lanes(settings, spool, Topics(FakeKafkaAdmin, {}, 1, 1))
+    lanes.reset(FakeKafkaProducer())
+    return lanes
+
+
+def one_pass(lanes: Lanes, now: float) -> None:
+    """What the sender does with the lanes in one pass."""
+    lanes.settle(now)
+    lanes.send(now)
+    lanes.watch(now, lanes.full, now)
+
+
+@pytest.mark.parametrize(("path", "error"), [
+    ("send raises", MessageSizeTooLargeError("too large")),  # refused before it leaves
+    ("delivery fails", InvalidRecordError("refused by the topic's schema")),  # refused by Kafka
+    ("failing too long", KafkaTimeoutError("no leader for ever")),  # retriable, never mends
+])
+def test_dead_letters_the_disk_cannot_take_wait_and_are_tried_again_after_a_back_off(tmp_path, fake_cluster,
+                                                                                      monkeypatch, path, error):
+    lanes = fake_lanes(tmp_path, COLLECTOR_DEAD_LETTER_AFTER_MS=1000)
+    if path == "send raises":
+        lanes.producer.raise_on_send = error
+    else:
+        lanes.producer.refuse["events.7"] = error
+    tries: list[int] = []
+
+    def disk_full(spool: Path, records: list[object], reason: str) -> bool:
+        tries.append(len(records))
+        if len(tries) > 50:  # what it did before: the same record taken again and again in one pass
+            raise AssertionError("the sender loops on a dead letter it cannot write")
+        return False
+
+    monkeypatch.setattr(deadletter, "bury", disk_full)
+    for seq in range(3):
+        lanes.add(Entry(seq, None, 0, log_record(seq, "events.7")))  # type: ignore[arg-type]
+    for n in range(100):  # five seconds of passes
+        if path == "failing too long":  # account 1's events are delivered meanwhile
+            lanes.add(Entry(100 + n, None, 0, log_record(100 + n)))  # type: ignore[arg-type]
+        one_pass(lanes, 1000 + n * 0.05)
+    lanes.settle(1005)
+    assert 1 <= len(tries) <= 10  # a try, then fewer and fewer: not one a pass
+    assert (lanes.held, deadletter.count(tmp_path)) == (3, 0)  # kept, in memory and in the log
+    monkeypatch.undo()  # the disk has room again
+    for n in range(100, 300):
+        one_pass(lanes, 1000 + n * 0.05)
+    assert (lanes.held, deadletter.count(tmp_path)) == (0, 3)
+    letters = [json.loads(line) for line in (tmp_path / "dead-letter" / "events.7.jsonl").read_text().splitlines()]
+    assert sorted(d["value"]["n"] for d in letters) == [0, 1, 2]
+
+
+def test_producers_replaced_while_kafka_hangs_leave_nothing_open(tmp_path):
+    with SilentBroker() as silent:
+        configs = silent.configs()
+        before = kafka_resources()
+        lanes = Lanes(Settings.from_env({}), tmp_path, Topics(KAFKA.admin, configs, 1, 1))
+        for seq in range(5):
+            lanes.reset(KAFKA.producer(**configs))  # closes the one before, its metadata request unanswered
+            lanes.add(Entry(seq, None, 0, log_record(seq)))  # type: ignore[arg-type]
+            one_pass(lanes, time.monotonic())  # the producer asks for the topic's metadata
+            assert lanes.held == 1 and not lanes.delivered
+        lanes.close()
+        assert left_open(before) == (0, 0)
+
+
+def largest(lanes: Lanes) -> int:
+    """The size of the largest collection the lanes or their Topics hold."""
+    held = [*vars(lanes).values(), *vars(lanes.topics).values()]
+    return max(len(c) for c in held if isinstance(c, (set, dict, deque)) and c is not lanes.topics.configs)
+
+
+def test_accounts_each_seen_once_leave_nothing_behind_in_memory(tmp_path, fake_cluster, monkeypatch):
+    fake_cluster.only_created = True  # a topic is there once created: each is checked and created
+    lanes = fake_lanes(tmp_path)
+    lanes.topics.IDLE_S = 5.0
+    lanes.producer.refuse = {f"events.{n}": InvalidRecordError("refused") for n in range(0, 3000, 100)}
+    forgotten: set[str] = set()
+    monkeypatch.setattr(lanes_module, "forget_topics", lambda producer, topics: forgotten.update(topics))
+    sizes = []
+    for n in range(0, 3000, 5):  # five new accounts a pass, each with one event
+        for aid in range(n, n + 5):
+            lanes.add(Entry(aid, None, 0, log_record(aid, f"events.{aid}")))  # type: ignore[arg-type]
+        one_pass(lanes, 1000 + n / 100)
+        sizes.append(largest(lanes))
+    for n in range(200):  # ten quiet seconds
+        one_pass(lanes, 1030 + n / 20)
+    topics = {f"events.{aid}" for aid in range(3000)}
+    assert {t for t, _, _ in lanes.producer.sent} | set(lanes.producer.refuse) == topics
+    assert deadletter.count(tmp_path) == 30 and lanes.held == 0
+    assert max(sizes) < 800 and largest(lanes) == 0  # it grew to 3,000 before
+    assert forgotten == topics  # the producer was told to forget each (its metadata held 3,000)

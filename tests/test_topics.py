@@ -2,10 +2,13 @@
 without a broker, tried again."""
 from __future__ import annotations
 
+from typing import Any
+
 from kafka.errors import UnknownTopicOrPartitionError
 
+from app.kafka_client import KAFKA
 from app.topics import Topics
-from tests.fakes import FakeKafkaAdmin
+from tests.fakes import FakeKafkaAdmin, SilentBroker, kafka_resources, left_open
 from tests.helpers import first_seen, numbers, post_numbered, settled, started, wait_until
 
 
@@ -51,3 +54,41 @@ def test_without_a_broker_no_topic_is_known_and_creating_it_is_tried_again(fake_
     topics.admin_factory = FakeKafkaAdmin  # the broker is back
     wait_until(lambda: topics.ensure(["events.1"]) or "events.1" in topics, what="the topic created")
     assert fake_cluster.topics == {"events.1": (3, 1)}
+
+
+def test_topic_checks_a_hung_kafka_never_answers_leave_nothing_open(caplog):
+    with SilentBroker() as silent:
+        before = kafka_resources()
+        topics = Topics(KAFKA.admin, silent.configs(), 3, 1)
+        for n in range(10):
+            topics.ensure([f"events.{n}"])
+            assert f"events.{n}" not in topics
+        topics.close()
+        assert caplog.text.count('1 topics not checked (KafkaTimeoutError("Unable to bootstrap') == 10
+        assert left_open(before) == (0, 0)  # it was 3 descriptors and a thread each
+
+
+class CountingAdmin(FakeKafkaAdmin):
+    """The fake admin client, counting the topics it is asked to create."""
+
+    asked: list[str] = []
+
+    def create_topics(self, new_topics: list[Any], raise_errors: bool = True) -> dict[str, Any]:
+        self.asked.extend(t.name for t in new_topics)
+        return super().create_topics(new_topics, raise_errors)
+
+
+def test_a_topic_idle_for_long_is_forgotten_and_checked_anew_when_it_comes_back(fake_cluster):
+    CountingAdmin.asked = []
+    topics = Topics(CountingAdmin, {}, 3, 1)
+    topics.ensure(["events.1", "events.2", "events.3"])
+    topics.idle(["events.1", "events.2"], 1000.0)  # their lanes have nothing to send from now
+    assert topics.expired(1000.0 + topics.IDLE_S, active=set()) == set()  # not idle long enough
+    assert topics.expired(2000.0, active={"events.2"}) == {"events.1"}  # events.2 has events again
+    assert [t in topics for t in ("events.1", "events.2", "events.3")] == [False, True, True]
+    topics.idle(["events.3"], 2000.0)
+    # events.2 is not idle again until its lane says so
+    assert topics.expired(2001.0 + topics.IDLE_S, active=set()) == {"events.3"}
+    topics.ensure(["events.1"])
+    assert CountingAdmin.asked == ["events.1", "events.2", "events.3", "events.1"]
+    assert "events.1" in topics
