@@ -54,8 +54,9 @@ def sizes(folder: Path, ending: str) -> list[int]:
 
 
 def spool_figures(spool: Path) -> tuple[int, int, int, int, int]:
-    """Segments (``*.log``), their bytes, ``.ack`` files, ``.tmp`` files, dead-letter bytes."""
-    segments = sizes(spool, ".log")
+    """Segments (``*.wal``, the first format's ``*.log``), their bytes, ``.ack`` files, ``.tmp``
+    files, dead-letter bytes."""
+    segments = sizes(spool, ".wal") + sizes(spool, ".log")
     return (len(segments), sum(segments), len(sizes(spool, ".ack")), len(sizes(spool, ".tmp")),
             sum(sizes(spool / "dead-letter", ".jsonl")))
 
