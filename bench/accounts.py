@@ -18,10 +18,7 @@ from __future__ import annotations
 import argparse
 import random
 import re
-import shutil
-import signal
 import sys
-import tempfile
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -35,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: python bench/accounts.py
     sys.path.insert(0, str(ROOT))
 
-from bench.figures import Sampler  # noqa: E402
+from bench.figures import Sampler, in_workdir  # noqa: E402
 from bench.outage import stop_collector  # noqa: E402
 from dev.broker import Broker  # noqa: E402
 from tests.helpers import Collector  # noqa: E402
@@ -186,15 +183,7 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the spool and gunicorn's log")
     args = parser.parse_args()
     args.every = args.every or max(args.accounts // 10, 1)
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    workdir = Path(tempfile.mkdtemp(prefix="accounts-"))
-    try:
-        return run(args, workdir)
-    finally:
-        if args.keep:
-            print(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+    return in_workdir("accounts-", args, run)
 
 
 if __name__ == "__main__":

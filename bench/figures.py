@@ -3,14 +3,33 @@ process's descriptors, sockets, epoll instances and RSS, and the spool's files; 
 time, keeping the peaks."""
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
+import shutil
+import signal
+import sys
+import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from dev.broker import Broker
 from tests.helpers import Collector
+
+
+def in_workdir(prefix: str, args: argparse.Namespace, run: Callable[[argparse.Namespace, Path], int]) -> int:
+    """``run(args, workdir)`` in a new directory, removed after unless ``args.keep``; SIGTERM exits cleanly."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        return run(args, workdir)
+    finally:
+        if args.keep:
+            print(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def process(pid: int) -> tuple[int, int, int, int]:

@@ -22,11 +22,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -37,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: python bench/outage.py
     sys.path.insert(0, str(ROOT))
 
-from bench.figures import Sampler  # noqa: E402
+from bench.figures import Sampler, in_workdir  # noqa: E402
 from dev.broker import Broker  # noqa: E402
 from dev.events import read_records  # noqa: E402
 from tests.helpers import Collector  # noqa: E402
@@ -175,7 +173,8 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
         ended = time.monotonic()
         time.sleep(args.after)
         load.stop()
-        expected, settled_s, found = load.accepted(), None, Counter()
+        expected, settled_s = load.accepted(), None
+        found: Counter[str] = Counter()
         deadline = time.monotonic() + args.wait
         while time.monotonic() < deadline:
             found = before + in_kafka(broker, args.accounts)
@@ -209,16 +208,7 @@ def main() -> int:
     parser.add_argument("--wait", type=float, default=180, help="most seconds to wait for delivery")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="a collector setting")
     parser.add_argument("--keep", action="store_true", help="keep the spool and gunicorn's log")
-    args = parser.parse_args()
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    workdir = Path(tempfile.mkdtemp(prefix="outage-"))
-    try:
-        return run(args, workdir)
-    finally:
-        if args.keep:
-            print(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+    return in_workdir("outage-", parser.parse_args(), run)
 
 
 if __name__ == "__main__":
