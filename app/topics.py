@@ -22,6 +22,7 @@ class Topics:
     RECHECK_S = 1.0  # the least time between two creations of one topic
     CONFIRM_S = 0.5  # a topic the producer's metadata still lacks after this is created
     IDLE_S = 300.0  # a topic without events this long is forgotten: checked anew when they come back
+    MOST = 200  # topics created in one request: thousands at once timed out on a busy broker, every time
 
     def __init__(self, admin_factory: Callable[..., Any], configs: dict[str, Any],
                  partitions: int, replication: int) -> None:
@@ -40,9 +41,11 @@ class Topics:
         return topic in self._known
 
     def ensure(self, topics: list[str]) -> None:
-        """Create those of ``topics`` not known to exist, in one request (each at most once a second)."""
+        """Create those of ``topics`` not known to exist, ``MOST`` in one request (each at most once a
+        second, so that the others take their turn)."""
         now = time.monotonic()
         wanted = [t for t in topics if t not in self._known and now - self._tried.get(t, 0.0) >= self.RECHECK_S]
+        wanted = wanted[:self.MOST]
         if not wanted:
             return
         self._tried.update(dict.fromkeys(wanted, now))

@@ -92,3 +92,20 @@ def test_a_topic_idle_for_long_is_forgotten_and_checked_anew_when_it_comes_back(
     topics.ensure(["events.1"])
     assert CountingAdmin.asked == ["events.1", "events.2", "events.3", "events.1"]
     assert "events.1" in topics
+
+
+def test_many_new_topics_are_created_a_bounded_number_a_request_each_in_its_turn(fake_cluster, monkeypatch):
+    requests: list[int] = []
+
+    class Counting(FakeKafkaAdmin):
+        def create_topics(self, new_topics: list[Any], raise_errors: bool = True) -> dict[str, Any]:
+            requests.append(len(new_topics))
+            return super().create_topics(new_topics, raise_errors)
+
+    topics = Topics(Counting, {}, 1, 1)
+    wanted = [f"events.{n}" for n in range(450)]
+    clock = iter(range(0, 100, 2))  # a pass every 2 s: past the least time between two tries
+    monkeypatch.setattr("app.topics.time.monotonic", lambda: float(next(clock)))
+    while not all(t in topics for t in wanted):
+        topics.ensure(wanted)
+    assert requests == [Topics.MOST, Topics.MOST, 50]
