@@ -19,6 +19,7 @@ import argparse
 import random
 import re
 import sys
+import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -60,12 +61,11 @@ def post(collector: Collector, aid: int) -> int:
         return 0
 
 
-def in_kafka(broker: Broker, aids: list[int], patience: float = 20.0) -> set[int]:
-    """Those of ``aids`` whose event is in their topic: one consumer, CHUNK topics at a time, each
-    chunk read until all its events are seen or nothing new came for ``patience`` seconds."""
+def in_kafka(broker: Broker, aids: list[int], found: set[int], patience: float = 20.0) -> None:
+    """Add to ``found`` those of ``aids`` whose event is in their topic: one consumer, CHUNK topics
+    at a time, each chunk read until all its events are seen or nothing new came for ``patience`` s."""
     consumer = KafkaConsumer(bootstrap_servers=broker.servers, group_id=None, enable_auto_commit=False,
                              api_version=(3, 9), consumer_timeout_ms=200, request_timeout_ms=120_000)
-    found: set[int] = set()
     try:
         topics = consumer.topics()  # asking for every topic creates none
         for start in range(0, len(aids), CHUNK):
@@ -84,7 +84,6 @@ def in_kafka(broker: Broker, aids: list[int], patience: float = 20.0) -> set[int
                   f"({len(topics):,} topics exist)", flush=True)
     finally:
         consumer.close()
-    return found
 
 
 def create_topics(broker: Broker, accounts: int, batch: int = 1000) -> None:
@@ -148,7 +147,14 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
         settled_s = time.monotonic() - began
         aids = answered if args.check == "all" else sorted(random.sample(answered, min(int(args.check), len(answered))))
         reading = time.monotonic()
-        found = in_kafka(broker, aids)
+        found: set[int] = set()
+        # Listing the topics waits for ever on a broker that does not answer: a thread, bounded.
+        reader = threading.Thread(target=in_kafka, args=(broker, aids, found), daemon=True)
+        reader.start()
+        reader.join(args.read_timeout)
+        if reader.is_alive():
+            print(f"  reading back stopped after {args.read_timeout:.0f} s")
+        found = set(found)
         read_s = time.monotonic() - reading
         dead = dead_letters(sampler.spool) & set(aids)
         print(f"\nsummary: --accounts {args.accounts:,} --workers {args.workers} --threads {args.threads}")
@@ -158,7 +164,8 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
               f"({settled_s:.0f} s after the first post)")
         print(f"  Kafka, {'every topic' if args.check == 'all' else 'a random sample of topics'}: "
               f"{len(found):,} of {len(aids):,} events answered 204 found, read in {read_s:.0f} s; of the "
-              f"rest {len(dead - found):,} are dead letters, {len(set(aids) - found - dead):,} nowhere")
+              f"rest {len(dead - found):,} are dead letters, {len(set(aids) - found - dead):,} neither (still in "
+              f"the log, or lost)")
         for what, (value, where) in sampler.peak.items():
             print(f"  peak {what}: {value:,}  ({where})")
         return 0 if len(found) == len(aids) else 1
@@ -179,6 +186,7 @@ def main() -> int:
     parser.add_argument("--check", default="500", help="'all', or how many accounts' topics to read back")
     parser.add_argument("--deadline", type=float, default=1200, help="most seconds of posting")
     parser.add_argument("--wait", type=float, default=600, help="most seconds to wait for delivery")
+    parser.add_argument("--read-timeout", type=float, default=600, help="most seconds to read back")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="a collector setting")
     parser.add_argument("--keep", action="store_true", help="keep the spool and gunicorn's log")
     args = parser.parse_args()

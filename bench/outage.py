@@ -183,7 +183,7 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
                 break
         time.sleep(args.linger)  # do the figures come back down once Kafka is back?
         sampler.stopped.set()
-        sampler.sample(f"final, {args.linger:.0f} s after delivery")
+        sampler.sample(f"final, {args.linger:.0f} s after " + ("delivery" if settled_s is not None else "the wait"))
         return summary(args, load, expected, found, sampler, settled_s, collector.log)
     finally:
         if sampler is not None:
