@@ -21,7 +21,6 @@ from typing import Any
 import orjson
 
 from . import metrics
-from .config import ConfigError, Settings
 from .segment import Record
 
 log = logging.getLogger(__name__)
@@ -59,12 +58,6 @@ def line(record: Record, reason: str) -> bytes:
     return orjson.dumps({"event_id": event_id(record), "topic": record.topic,
                          "key": record.key.decode(errors="replace"), "value": event, "reason": reason,
                          "dead_at": datetime.now(UTC).isoformat(timespec="milliseconds")}) + b"\n"
-
-
-def max_bytes() -> int:
-    """``COLLECTOR_DEAD_LETTER_MAX_BYTES``, read from the environment as ``Settings`` reads it."""
-    meta = Settings.__dataclass_fields__["dead_letter_max_bytes"].metadata
-    return int(meta["parse"](meta["variable"], os.environ.get(meta["variable"], meta["default"])))
 
 
 def held_bytes(spool: str | Path) -> int:
@@ -115,13 +108,14 @@ def _sync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def write(spool: str | Path, records: list[Record], reason: str) -> None:
-    """Append ``records`` of one topic to their file, all or none, synced; raises ``OSError`` (also when full)."""
+def write(spool: str | Path, records: list[Record], reason: str, most: int | None = None) -> None:
+    """Append ``records`` of one topic to their file, all or none, synced; raises ``OSError``, also
+    when the dead letters would pass ``most`` bytes (COLLECTOR_DEAD_LETTER_MAX_BYTES; None: no bound)."""
     folder = directory(spool)
     folder.mkdir(parents=True, exist_ok=True)
     data = b"".join(line(r, reason) for r in records)
-    held, most = held_bytes(spool), max_bytes()
-    if held + len(data) > most:
+    held = held_bytes(spool)
+    if most is not None and held + len(data) > most:
         raise OSError(errno.ENOSPC, f"the dead letters hold {held} bytes, and {len(data)} more would pass "
                                     f"COLLECTOR_DEAD_LETTER_MAX_BYTES ({most})")
     fd, size = _open_locked(folder / f"{records[0].topic}{SUFFIX}", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
@@ -142,11 +136,11 @@ def write(spool: str | Path, records: list[Record], reason: str) -> None:
     metrics.DEAD_LETTER_BYTES.set(held + len(data))
 
 
-def bury(spool: str | Path, records: list[Record], reason: str) -> bool:
+def bury(spool: str | Path, records: list[Record], reason: str, most: int | None = None) -> bool:
     """Dead-letter ``records`` of one topic, each logged and counted; False (logged) when not written."""
     try:
-        write(spool, records, reason)
-    except (OSError, ConfigError) as exc:
+        write(spool, records, reason, most)
+    except OSError as exc:
         log.error("dead letters not written (%s): %d events stay in the log and are tried again", exc, len(records))
         return False
     for record in records:

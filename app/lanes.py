@@ -28,7 +28,7 @@ class Lanes:
 
     def __init__(self, settings: Settings, spool: Path, topics: Topics) -> None:
         self.topics = topics
-        self.dead_letters = DeadLetters(spool, settings.send_interval_ms / 1000)
+        self.dead_letters = DeadLetters(spool, settings.send_interval_ms / 1000, settings.dead_letter_max_bytes)
         self.max_held = settings.max_pending
         self.max_held_bytes = settings.max_pending_bytes
         self.lane_window = max(1, self.max_held // 4)  # in flight per topic: a stalled one keeps room for others
@@ -186,9 +186,10 @@ class DeadLetters:
     """Where the lanes put the records Kafka will not take, and the back-off while the disk will
     not take them either (full, out of descriptors): the sender never takes them again at once."""
 
-    def __init__(self, spool: Path, backoff_s: float) -> None:
+    def __init__(self, spool: Path, backoff_s: float, most: int) -> None:
         self.spool = spool
         self.backoff_s = backoff_s
+        self.most = most  # COLLECTOR_DEAD_LETTER_MAX_BYTES
         self.after = 0.0  # monotonic time before which none is tried: the last could not be written
 
     def take(self, lane: Lane, reason: str, now: float, entries: list[Entry] | None = None) -> list[Entry]:
@@ -196,7 +197,7 @@ class DeadLetters:
         and return them; or leave them waiting in the lane, which backs off, and return none."""
         if now >= self.after:
             buried = list(lane.waiting) if entries is None else entries
-            if deadletter.bury(self.spool, [e.record for e in buried], reason):
+            if deadletter.bury(self.spool, [e.record for e in buried], reason, self.most):
                 if entries is None:
                     lane.waiting.clear()
                 return buried

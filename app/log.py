@@ -68,7 +68,7 @@ class Writer:
                     os.fdatasync(segment.fd)
             except OSError:
                 # Cut the part written off; if even that fails, the unfinished write is never read
-                # (segment.py). Either way the next write goes to a new segment, and this one can be
+                # (reader.py). Either way the next write goes to a new segment, and this one can be
                 # deleted once acknowledged: on a full disk, that is what makes room.
                 with contextlib.suppress(OSError):
                     os.ftruncate(segment.fd, segment.size)

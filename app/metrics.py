@@ -27,7 +27,7 @@ ACCEPTED = EVENTS.labels("accepted")  # written to the log and answered 204
 DELIVERED = EVENTS.labels("delivered")  # acknowledged by Kafka
 FAILED = EVENTS.labels("failed")  # a delivery Kafka failed and the sender will retry
 DEAD_LETTER = EVENTS.labels("dead_letter")  # refused by Kafka for good, or failing too long: in dead-letter/
-LOST = EVENTS.labels("lost")  # damaged or torn records found in the log: should stay 0
+LOST = EVENTS.labels("lost")  # damaged records found in the log: should stay 0
 DELIVERY_SECONDS = Histogram(
     "collector_delivery_seconds", "From the 204 to Kafka's acknowledgement",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),

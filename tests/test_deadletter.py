@@ -173,17 +173,17 @@ def test_a_torn_line_an_older_version_left_is_skipped_and_logged_and_the_rest_de
 
 def test_past_their_maximum_dead_letters_are_refused_and_the_events_stay_in_the_log(tmp_path, monkeypatch, caplog):
     spool = tmp_path / "spool"
-    monkeypatch.setenv("COLLECTOR_DEAD_LETTER_MAX_BYTES", str(1024 * 1024))
+    most = 1024 * 1024
     for n in range(3):
-        assert deadletter.bury(spool, letters("events.1", [n], size=300_000), "refused")
-    assert deadletter.bury(spool, letters("events.2", [3], size=1000), "refused")
+        assert deadletter.bury(spool, letters("events.1", [n], size=300_000), "refused", most)
+    assert deadletter.bury(spool, letters("events.2", [3], size=1000), "refused", most)
     before = deadletter.held_bytes(spool)
-    assert not deadletter.bury(spool, letters("events.1", [4], size=300_000), "refused")
+    assert not deadletter.bury(spool, letters("events.1", [4], size=300_000), "refused", most)
     assert "would pass COLLECTOR_DEAD_LETTER_MAX_BYTES (1048576)" in caplog.text
     assert "1 events stay in the log" in caplog.text
     assert deadletter.held_bytes(spool) == before and deadletter.count(spool) == 4
     deadletter.resend(spool, lambda rs: [True] * len(rs))
-    assert deadletter.bury(spool, letters("events.1", [4], size=300_000), "refused")  # room again
+    assert deadletter.bury(spool, letters("events.1", [4], size=300_000), "refused", most)  # room again
 
 
 def test_the_bytes_held_are_those_of_the_files_and_shown_as_a_metric(tmp_path):
