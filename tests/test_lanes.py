@@ -133,7 +133,7 @@ def test_dead_letters_the_disk_cannot_take_wait_and_are_tried_again_after_a_back
         lanes.producer.refuse["events.7"] = error
     tries: list[int] = []
 
-    def disk_full(spool: Path, records: list[object], reason: str) -> bool:
+    def disk_full(spool: Path, records: list[object], reason: str, most: int | None = None) -> bool:
         tries.append(len(records))
         if len(tries) > 50:  # what it did before: the same record taken again and again in one pass
             raise AssertionError("the sender loops on a dead letter it cannot write")
@@ -197,3 +197,9 @@ def test_accounts_each_seen_once_leave_nothing_behind_in_memory(tmp_path, fake_c
     assert deadletter.count(tmp_path) == 30 and lanes.held == 0
     assert max(sizes) < 800 and largest(lanes) == 0  # it grew to 3,000 before
     assert forgotten == topics  # the producer was told to forget each (its metadata held 3,000)
+
+
+def test_the_dead_letters_bound_is_the_apps_setting(make_app, monkeypatch):
+    monkeypatch.setenv("COLLECTOR_DEAD_LETTER_MAX_BYTES", str(9 * 1024**2))  # the environment is not what counts
+    _, pipeline = started(make_app(COLLECTOR_DEAD_LETTER_MAX_BYTES=3 * 1024**2))
+    assert pipeline.sender.lanes.dead_letters.most == 3 * 1024**2
