@@ -33,6 +33,16 @@ timeout = 30
 # Kafka COLLECTOR_SHUTDOWN_FLUSH_MS to acknowledge what is in flight, and gunicorn waits that
 # long and 5 s more before it kills the worker.
 graceful_timeout = -(-_settings.shutdown_flush_ms // 1000) + 5  # whole seconds, rounded up
+# COLLECTOR_SENDER=process: the host's sender is a gunicorn dirty app (app/sidecar.py), one process
+# that gunicorn starts beside the workers, restarts when it dies and stops after them, as it may
+# take COLLECTOR_SHUTDOWN_FLUSH_MS to deliver. The workers never call it.
+if _settings.sender == "process":
+    dirty_apps = ["app.sidecar:SenderProcess"]
+    dirty_workers = 1
+    dirty_graceful_timeout = graceful_timeout
+    # gunicorn kills an orphaned dirty arbiter named in a pid file of the temporary directory, by
+    # the process name: each spool directory (one collector) gets a name of its own.
+    proc_name = f"collector:{os.path.abspath(_settings.spool_dir)}"
 accesslog = "-"
 # Several collectors may run on one host (tests, the benchmark); none needs gunicornc.
 control_socket_disable = True
@@ -98,6 +108,11 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def dirty_worker_exit(arbiter, worker):
+    """Drop the gone sender process's live gauges from the metrics (its counters stay)."""
+    child_exit(arbiter, worker)
 
 
 def worker_exit(server, worker):

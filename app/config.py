@@ -199,8 +199,10 @@ class Settings:
         "COLLECTOR_SPOOL_FSYNC_MS", "1000", whole(0, 60_000), "how often the log is synced; 0: before every answer")
     spool_replay_ms: int = setting(
         "COLLECTOR_SPOOL_REPLAY_MS", "1000", whole(50, 600_000), "how often a worker adopts the segments of gone ones")
-    # One sender per host was faster than one per worker in every setup measured (docs/benchmarks.md).
-    sender: str = setting("COLLECTOR_SENDER", "host", one_of("host", "worker"), "one sender per host or per worker")
+    # A process of its own was faster than a thread in one worker, and that faster than one per
+    # worker, in every setup measured (docs/benchmarks.md).
+    sender: str = setting("COLLECTOR_SENDER", "process", one_of("process", "host", "worker"),
+                          "a sender process per host, a sender thread per host, or one per worker")
     proxy_hops: int = setting(
         "COLLECTOR_PROXY_HOPS", "0", whole(0, 5), "proxies in front trusted for X-Forwarded-For")
     ready_max_age_ms: int = setting(

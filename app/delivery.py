@@ -32,8 +32,11 @@ class Unavailable(Exception):
 class Pipeline:
     """This process's way from a request to Kafka: the log, the sender, the probe."""
 
-    def __init__(self, settings: Settings, clients: Clients = KAFKA) -> None:
+    def __init__(self, settings: Settings, clients: Clients = KAFKA, sends: bool = False) -> None:
         self.settings = settings
+        # With COLLECTOR_SENDER=process, only the sender process's pipeline (``sends``) runs for
+        # the host's sender; a web worker's follows it.
+        self.candidate = settings.sender != "process" or sends
         self.clients = clients
         self.template = settings.topic_template
         self.ready_s = settings.ready_max_age_ms / 1000
@@ -50,11 +53,11 @@ class Pipeline:
         self._closing = False
         s = self.settings
         configs = producer_configs(s)
-        self.log = Log(s.spool_dir, s.spool_max_bytes, s.spool_segment_bytes, shared=s.sender == "host")
+        self.log = Log(s.spool_dir, s.spool_max_bytes, s.spool_segment_bytes, shared=s.sender != "worker")
         topics = Topics(self.clients.admin, configs, s.topic_partitions, s.topic_replication)
         self.probe = health.Probe(self.clients.admin, configs, self.ready_s)
         self.sender = Sender(s, self.log, topics, self.clients.producer, configs, lambda: self.probe.outages,
-                             lambda: self.probe.heard)
+                             lambda: self.probe.heard, self.candidate)
         self.supervisor = health.Supervisor(self.ready_s)
         self.supervisor.start("sender", self.sender.run)
         self.supervisor.start("probe", lambda: self.probe.run(self.supervisor.stopping))
@@ -82,6 +85,9 @@ class Pipeline:
         """Why this worker is not ready, or None; never blocks."""
         if self._pid != os.getpid():
             return "not started"
+        when, why = self.sender.replaced  # a sender process (or elected worker) that died: seen for a while
+        if when and time.monotonic() - when <= self.ready_s:
+            return why
         return health.unready(self.supervisor, self.probe, self.sender.heard, self.sender.last_run(), self.ready_s)
 
     def close(self) -> None:

@@ -11,7 +11,8 @@ import os
 import struct
 from pathlib import Path
 
-STATE = struct.Struct("<dq")  # time.monotonic() (one clock for every process of the host), bytes held
+# time.monotonic() (one clock for every process of the host), bytes held, the sender's pid (0: it resigned)
+STATE = struct.Struct("<dqi")
 
 
 class Election:
@@ -20,6 +21,7 @@ class Election:
     def __init__(self, directory: Path) -> None:
         self.path = directory / "sender.lock"
         self.fd: int | None = None
+        self.sender = 0  # the host's sender's pid as last read by ``follow`` (0: none, or it resigned)
 
     def won(self) -> bool:
         """Whether this process holds the lock now (asking for it, without waiting)."""
@@ -32,23 +34,36 @@ class Election:
             return False
         return True
 
-    def publish(self, beat: float, held: int) -> None:
-        """As the elected one: note that the host's sender ran at ``beat`` and counted ``held``."""
+    def publish(self, beat: float, held: int, pid: int | None = None) -> None:
+        """As the elected one: note that the host's sender (this process, or ``pid``) ran at
+        ``beat`` and counted ``held``."""
         if self.fd is not None:
             with contextlib.suppress(OSError):  # a disk that refuses it shows as a stale beat
-                os.pwrite(self.fd, STATE.pack(beat, held), 0)
+                os.pwrite(self.fd, STATE.pack(beat, held, os.getpid() if pid is None else pid), 0)
 
-    def state(self) -> tuple[float, int]:
-        """When the host's sender last ran and what it counted then, as it noted ((0.0, 0): never)."""
+    def state(self) -> tuple[float, int, int]:
+        """When the host's sender last ran, what it counted then, and its pid, as it noted
+        ((0.0, 0, 0): never; a pid of 0: it resigned)."""
         try:
             with open(self.path, "rb") as file:
                 data = file.read(STATE.size)
         except OSError:
-            return 0.0, 0
-        return STATE.unpack(data) if len(data) == STATE.size else (0.0, 0)
+            return 0.0, 0, 0
+        return STATE.unpack(data) if len(data) == STATE.size else (0.0, 0, 0)  # type: ignore[return-value]
+
+    def follow(self) -> tuple[float, int, str]:
+        """As a worker beside the host's sender: ``state``'s beat and count, and, once, words for a
+        sender gone without resigning (a kill -9, say) and replaced ("" when none was)."""
+        beat, held, pid = self.state()
+        died = f"the host's sender (pid {self.sender}) died; pid {pid} took over" if 0 != self.sender != pid != 0 else ""
+        self.sender = pid
+        return beat, held, died
 
     def resign(self) -> None:
-        """Let go of the lock, if held: the next worker takes over."""
+        """Let go of the lock, if held, saying so (a sender gone without a word died): the next
+        worker takes over."""
         if self.fd is not None:
+            beat, held, _ = self.state()
+            self.publish(beat, held, pid=0)
             os.close(self.fd)
             self.fd = None

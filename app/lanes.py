@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +40,7 @@ class Lanes:
         self.heard = 0.0  # monotonic time of Kafka's last acknowledgement (read by readiness)
         self.delivered = 0  # events Kafka acknowledged, in all (read by the drain command)
         self.producer: Any = None
-        self._outcomes: deque[tuple[int, Entry, BaseException | None]] = deque()
+        self._outcomes: deque[tuple[int, Entry, BaseException | None, float]] = deque()
         self._generation = 0
         self._clear()
 
@@ -63,7 +64,9 @@ class Lanes:
 
     def add(self, entry: Entry) -> None:
         """A record read from the log joins its topic's lane."""
-        self.by_topic.setdefault(entry.record.topic, Lane()).waiting.append(entry)
+        if (lane := self.by_topic.get(entry.record.topic)) is None:
+            lane = self.by_topic[entry.record.topic] = Lane()
+        lane.waiting.append(entry)
         self.held += 1
         self.held_bytes += len(entry.record.value)
 
@@ -105,20 +108,21 @@ class Lanes:
                 entry.sent_at = now
                 lane.flight.append(entry)
                 lane.in_flight += 1
-                future.add_callback(self._outcome, self._generation, entry)
-                future.add_errback(self._failure, self._generation, entry)
+                outcome = partial(self._outcome, self._generation, entry)  # one per record, for both
+                future.add_callback(outcome)
+                future.add_errback(outcome)
 
-    def _outcome(self, generation: int, entry: Entry, metadata: Any) -> None:
-        self._outcomes.append((generation, entry, None))  # kafka-python's I/O thread: note it, no more
-
-    def _failure(self, generation: int, entry: Entry, exc: BaseException) -> None:
-        self._outcomes.append((generation, entry, exc))
+    def _outcome(self, generation: int, entry: Entry, result: Any) -> None:
+        """Kafka's answer (its metadata, or an exception), in kafka-python's I/O thread: noted with
+        its time (the delivery's), no more."""
+        exc = result if isinstance(result, BaseException) else None
+        self._outcomes.append((generation, entry, exc, time.time()))
 
     def settle(self, now: float) -> None:
         """Take in Kafka's answers: delivered, refused for good (dead letters), or to retry."""
-        delivered = 0
+        delivered: list[float] = []  # how long each delivered record took
         while self._outcomes:
-            generation, entry, exc = self._outcomes.popleft()
+            generation, entry, exc, acknowledged = self._outcomes.popleft()
             if generation != self._generation or entry.settled:
                 continue
             lane = self.by_topic[entry.record.topic]
@@ -126,8 +130,7 @@ class Lanes:
             if exc is None:
                 self._settled(entry)
                 lane.delivered()
-                delivered += 1
-                metrics.DELIVERY_SECONDS.observe(time.time() - entry.record.accepted_at)
+                delivered.append(acknowledged - entry.record.accepted_at)
             elif refused(exc):
                 self._dead(lane, repr(exc), now, [entry])
             else:
@@ -137,8 +140,9 @@ class Lanes:
                 self.topics.forget(entry.record.topic)
         if delivered:
             self.heard = now
-            self.delivered += delivered
-            metrics.DELIVERED.inc(delivered)
+            self.delivered += len(delivered)
+            metrics.DELIVERED.inc(len(delivered))
+            metrics.observe(metrics.DELIVERY_SECONDS, delivered)
 
     def _settled(self, entry: Entry) -> None:
         entry.settled = True

@@ -10,9 +10,11 @@ import os
 from collections import deque
 from typing import TYPE_CHECKING
 
+from .reader import writes_in
 from .segment import Record, Segment
 
 if TYPE_CHECKING:
+    from .lanes import Lanes
     from .log import Log
 
 log = logging.getLogger(__name__)
@@ -134,3 +136,25 @@ class Lane:
             self.waiting = deque(sorted(self.waiting, key=lambda e: e.seq))
             self.returned = False
         return self.waiting
+
+
+def read(cursors: list[Cursor], lanes: Lanes, seq: int) -> tuple[int, bool]:
+    """Read each cursor's segment on from its position into ``lanes``, a whole write at a time,
+    until the lanes' memory bound: the last sequence number given, and whether the bound stopped it."""
+    for cursor in cursors:
+        if cursor.position < cursor.segment.size and lanes.full:
+            return seq, True  # the rest waits on disk
+        try:
+            for write in writes_in(cursor.segment, cursor.position):
+                write.report(cursor.segment.path.name)
+                for record in write.records:  # a write's records go together: all or none is read
+                    seq += 1
+                    entry = Entry(seq, cursor, write.offset, record)
+                    cursor.unsettled.append(entry)
+                    lanes.add(entry)
+                cursor.position = write.end
+                if lanes.full:
+                    return seq, True
+        except OSError as exc:  # an I/O error: read again next pass, from where it stopped
+            log.error("segment %s not read at %d (%r)", cursor.segment.path.name, cursor.position, exc)
+    return seq, False

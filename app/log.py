@@ -158,14 +158,15 @@ class Log(Writer):
         """Every segment in the directory, in order."""
         return segments(self.dir)
 
-    def adopt(self, follow: bool = False) -> None:
+    def adopt(self, follow: bool = False, listing: bool = True) -> None:
         """Take every segment whose owner is gone (its lock is free). With ``follow`` (the host's
-        sender), also read the segments that other writers hold, and take them once they let go."""
+        sender), also read the segments that other writers hold, and take them once they let go.
+        Without ``listing`` (between the sender process's full passes), only new sizes are taken."""
         try:
             # Listed before the sizes of the segments followed are taken: a writer lets go of its
             # segment before it starts the next, so one listed here is never read ahead of the
             # end of the one before it.
-            paths = segments(self.dir)
+            paths = segments(self.dir) if listing else []
         except OSError as exc:
             log.error("the log's directory could not be listed: %r", exc)
             return

@@ -5,6 +5,7 @@ fixed set.
 """
 from __future__ import annotations
 
+import bisect
 import os
 import threading
 from collections import deque
@@ -30,7 +31,7 @@ DEAD_LETTER = EVENTS.labels("dead_letter")  # refused by Kafka for good, or fail
 LOST = EVENTS.labels("lost")  # damaged records found in the log: should stay 0
 DELIVERY_SECONDS = Histogram(
     "collector_delivery_seconds", "From the 204 to Kafka's acknowledgement",
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+    buckets=(0.0025, 0.005, 0.01, 0.015, 0.025, 0.035, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
 PENDING = Gauge("collector_pending_events", "Events read from the log and held in memory, not yet acknowledged",
                 multiprocess_mode="livesum")
@@ -77,6 +78,19 @@ def flush() -> None:
             totals[child] = totals.get(child, 0) + amount
     for child, amount in totals.items():
         child.inc(amount)
+
+
+def observe(histogram: Histogram, values: list[float]) -> None:
+    """``histogram.observe`` for each of ``values``, with one increment per bucket: in multi-process
+    mode each is a locked write to a mapped file, and the sender settles thousands at once.
+    (Private to prometheus_client: its buckets count apart, the first bound at or above a value.)"""
+    counts: dict[int, int] = {}
+    for value in values:
+        bucket = bisect.bisect_left(histogram._upper_bounds, value)
+        counts[bucket] = counts.get(bucket, 0) + 1
+    for bucket, count in counts.items():
+        histogram._buckets[bucket].inc(count)
+    histogram._sum.inc(sum(values))
 
 
 def exposition() -> tuple[bytes, str]:

@@ -7,6 +7,7 @@ The sender thread owns all of this state.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -15,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 from . import metrics
 from .election import Election
 from .lanes import Lanes
-from .ledger import Cursor, Entry, advance
+from .ledger import Cursor, advance, read
 from .log import Log
-from .reader import writes_in
 from .topics import Topics
+from .wakeup import Wakeup
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -31,7 +32,7 @@ class Sender:
 
     def __init__(self, settings: Settings, wal: Log, topics: Topics, producer_factory: Callable[..., Any],
                  configs: dict[str, Any], outages: Callable[[], int] = lambda: 0,
-                 answered: Callable[[], float] = lambda: 0.0) -> None:
+                 answered: Callable[[], float] = lambda: 0.0, candidate: bool = True) -> None:
         self.log = wal
         self.lanes = Lanes(settings, wal.dir, topics)
         self.producer_factory = producer_factory
@@ -41,7 +42,9 @@ class Sender:
         self.interval_s = settings.send_interval_ms / 1000
         self.adopt_s = settings.spool_replay_ms / 1000
         self.fsync_s = settings.spool_fsync_ms / 1000
-        self.host = settings.sender == "host"
+        self.host = settings.sender != "worker"
+        self.candidate = candidate  # False: a web worker beside the sender process, never elected
+        self.woken = settings.sender == "process" and candidate  # the sender process: woken by appends
         self.backlog = 0  # bytes of the segments followed not yet acknowledged, as of the last pass
         self.beat = 0.0  # monotonic time of the last pass's start (read by readiness)
         self.passes = 0  # passes completed (read by tests and the cost bench: one that began after X)
@@ -51,21 +54,17 @@ class Sender:
         self.election = Election(wal.dir)
         self.elected = False  # with one sender per host: this thread won the election
         self.host_beat = 0.0  # when the host's elected sender last ran, as last read (0.0: unknown)
-        self._sync_at = self._tidy_at = 0.0
+        self.began = time.monotonic()  # when this sender began to wait for the host's (readiness)
+        self.replaced = (0.0, "")  # when the host's sender was last seen to have died, and the words
+        self._sync_at = self._tidy_at = self._full_at = 0.0
 
     @property
     def heard(self) -> float:
         """Monotonic time of Kafka's last acknowledgement (read by readiness)."""
         return self.lanes.heard
 
-    @property
-    def producer(self) -> Any:
-        return self.lanes.producer
-
-    @property
-    def held(self) -> int:
-        """Records read from the log and not yet settled."""
-        return self.lanes.held
+    producer = property(lambda self: self.lanes.producer)
+    held = property(lambda self: self.lanes.held, doc="Records read from the log and not yet settled.")
 
     def reset(self) -> None:
         """Start over from what the ack files record: a new producer, nothing held in memory."""
@@ -83,17 +82,26 @@ class Sender:
             return
         self.elected = True
         self.reset()
-        while not self.stop.wait(self.interval_s):
-            self.step()
-        self.finish(self.deadline)
+        wakeup = Wakeup.of(self.log.dir, self.stop) if self.woken else None
+        try:  # woken by appends: a quick pass at once, a full one every interval (or on a new segment)
+            while not (wakeup.wait(self._full_at - time.monotonic()) if wakeup else self.stop.wait(self.interval_s)):
+                self.step(full=wakeup is None or wakeup.created or time.monotonic() >= self._full_at)
+            self.finish(self.deadline)
+        finally:
+            if wakeup:
+                wakeup.close()
 
     def _elected(self) -> bool:
+        self.began = time.monotonic()
         while True:
             self.beat = now = time.monotonic()
-            if self.election.won():
-                log.info("this worker sends the events of every worker on the host")
+            if self.candidate and self.election.won():
+                log.info("this process (%d) sends the events of every worker on the host", os.getpid())
                 return True
-            self.host_beat, held = self.election.state()
+            self.host_beat, held, died = self.election.follow()
+            if died:
+                self.replaced = (now, died)
+                log.error("%s", died)
             if 0 <= now - self.host_beat < 2 * self.interval_s:  # the elected sender counted lately
                 self.log.counted(held)
             else:  # it is slow or stuck: this worker counts for itself
@@ -102,19 +110,36 @@ class Sender:
             if self.stop.wait(self.interval_s):  # the elected one's death frees the lock: taken over at once
                 return False
 
-    def step(self) -> None:
-        """One pass: settle, adopt, read, send, watch, record, sync."""
-        now = self.beat = time.monotonic()
-        if self.host:  # what it counted last pass: a pass that never ends shows as a beat that stops
-            self.election.publish(now, self.log.held)
+    def step(self, full: bool = True) -> None:
+        """One pass: settle, adopt, read, send, then watch, record and sync. A quick one (woken by an
+        append between full ones) only takes new sizes of the segments followed, reads and sends."""
+        now = time.monotonic()
+        if full:
+            self.beat, self._full_at = now, now + self.interval_s
+            if self.host:  # what it counted last pass: a pass that never ends shows as a beat that stops
+                self.election.publish(now, self.log.held)
         self.lanes.settle(now)
-        if self.host or now >= self._adopt_at:
+        if full and (self.host or now >= self._adopt_at):
             self._adopt_at = now + self.adopt_s
             self.log.adopt(follow=self.host)
+        elif not full:
+            self.log.adopt(follow=self.host, listing=False)
         followed = {id(c.segment) for c in self.cursors}
         self.cursors += [Cursor(s) for s in self.log.owned() if id(s) not in followed]
-        self._read()
+        self._seq, self.blocked = read(self.cursors, self.lanes, self._seq)
         self.lanes.send(now)
+        if full:
+            self._record(now)
+        if self.outages() != self._outages:
+            # The broker that comes back may be a new one, without the topics: a producer that
+            # still knew them was seen to have records acknowledged there and never stored.
+            self.lanes.broken = "Kafka went away; every topic is checked before anything is sent again"
+        if self.lanes.broken:
+            log.error("replacing the Kafka producer (%s); unacknowledged events are sent again", self.lanes.broken)
+            self.reset()
+
+    def _record(self, now: float) -> None:
+        """Watch the lanes, record how far Kafka acknowledged, count, tidy, sync, and set the gauges."""
         self.lanes.watch(now, self.blocked, self.answered())
         advance(self.cursors, self.log)
         self.log.count()
@@ -128,13 +153,6 @@ class Sender:
         oldest = min((c.unsettled[0].record.accepted_at for c in self.cursors if c.unsettled), default=0.0)
         metrics.OLDEST_SECONDS.set(time.time() - oldest if oldest else 0.0)
         self.passes += 1
-        if self.outages() != self._outages:
-            # The broker that comes back may be a new one, without the topics: a producer that
-            # still knew them was seen to have records acknowledged there and never stored.
-            self.lanes.broken = "Kafka went away; every topic is checked before anything is sent again"
-        if self.lanes.broken:
-            log.error("replacing the Kafka producer (%s); unacknowledged events are sent again", self.lanes.broken)
-            self.reset()
 
     def _chores(self, now: float) -> None:
         """Let go of an idle segment, sync the log when due, and flush this worker's counts."""
@@ -160,28 +178,10 @@ class Sender:
 
     def last_run(self) -> float:
         """When sending on this host last made progress: this thread's last pass, or while another
-        worker is the elected sender, the older of this thread's beat and that worker's."""
-        if self.host and not self.elected and self.host_beat:
-            return min(self.beat, self.host_beat)
+        process is the host's sender, the older of this thread's beat and that one's (for a worker
+        beside the sender process, from the worker's start until that process first ran)."""
+        if self.host and not self.elected:
+            host = self.host_beat if self.candidate else max(self.host_beat, self.began)
+            if host:
+                return min(self.beat, host)
         return self.beat
-
-    def _read(self) -> None:
-        self.blocked = False
-        for cursor in self.cursors:
-            if cursor.position < cursor.segment.size and self.lanes.full:
-                self.blocked = True  # the rest waits on disk
-                return
-            try:
-                for write in writes_in(cursor.segment, cursor.position):
-                    write.report(cursor.segment.path.name)
-                    for record in write.records:  # a write's records go together: all or none is read
-                        self._seq += 1
-                        entry = Entry(self._seq, cursor, write.offset, record)
-                        cursor.unsettled.append(entry)
-                        self.lanes.add(entry)
-                    cursor.position = write.end
-                    if self.lanes.full:
-                        self.blocked = True
-                        return
-            except OSError as exc:  # an I/O error: read again next pass, from where it stopped
-                log.error("segment %s not read at %d (%r)", cursor.segment.path.name, cursor.position, exc)

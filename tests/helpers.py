@@ -211,6 +211,12 @@ def raw_http(port: int, request: bytes, timeout: float = 15) -> bytes:
     return b"".join(chunks)
 
 
+def children(pid: int) -> list[tuple[int, str]]:
+    """The child processes of ``pid`` now, with their titles (gunicorn names them with setproctitle)."""
+    out = subprocess.run(["ps", "--ppid", str(pid), "-o", "pid=,args="], capture_output=True, text=True).stdout
+    return [(int(line.split(None, 1)[0]), line.split(None, 1)[-1]) for line in out.splitlines() if line.strip()]
+
+
 class Collector:
     """gunicorn serving wsgi:app as a subprocess, on a free loopback port."""
 
@@ -240,11 +246,15 @@ class Collector:
         return max(map(int, times), default=0)
 
     def worker_pids(self) -> list[int]:
-        """The pids of gunicorn's worker processes now."""
+        """The pids of gunicorn's web worker processes now (not its dirty arbiter)."""
         assert self.proc is not None
-        out = subprocess.run(["ps", "--ppid", str(self.proc.pid), "-o", "pid="],
-                             capture_output=True, text=True).stdout
-        return [int(pid) for pid in out.split()]
+        return [pid for pid, title in children(self.proc.pid) if "dirty-arbiter" not in title]
+
+    def sender_pids(self) -> list[int]:
+        """The pid of the sender process (gunicorn's dirty worker), if it runs now."""
+        assert self.proc is not None
+        return [pid for arbiter, title in children(self.proc.pid) if "dirty-arbiter" in title
+                for pid, title in children(arbiter) if "dirty-worker" in title]
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         assert self.proc is not None

@@ -56,7 +56,7 @@ def test_good_values(variable, raw, field, value):
      "COLLECTOR_KAFKA_COMPRESSION must be one of none, gzip, snappy, lz4, zstd"),
     ("COLLECTOR_SHUTDOWN_FLUSH_MS", "120000", "COLLECTOR_SHUTDOWN_FLUSH_MS must be between 0 and 60000, got 120000"),
     ("COLLECTOR_SPOOL_DIR", "  ", "COLLECTOR_SPOOL_DIR must not be empty"),
-    ("COLLECTOR_SENDER", "process", "COLLECTOR_SENDER must be one of host, worker, got 'process'"),
+    ("COLLECTOR_SENDER", "thread", "COLLECTOR_SENDER must be one of process, host, worker, got 'thread'"),
     ("COLLECTOR_LOG_FORMAT", "xml", "COLLECTOR_LOG_FORMAT must be one of text, json, got 'xml'"),
     ("COLLECTOR_BIND", "8000", "COLLECTOR_BIND must be a comma-separated host:port list, got '8000'"),
     ("COLLECTOR_BIND", "unix:", "COLLECTOR_BIND must name a socket's path after unix:"),
@@ -71,7 +71,7 @@ def test_bad_values_are_refused_by_name(variable, raw, message):
 
 def test_every_default_is_a_good_value_and_the_settings_are_frozen():
     settings = Settings.from_env({})
-    assert settings.kafka_bootstrap_servers == ("127.0.0.1:9092",) and settings.sender == "host"
+    assert settings.kafka_bootstrap_servers == ("127.0.0.1:9092",) and settings.sender == "process"
     with pytest.raises(dataclasses.FrozenInstanceError):
         settings.max_batch = 1  # type: ignore[misc]
 

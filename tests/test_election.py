@@ -1,6 +1,7 @@
 """One sender per host (app/election.py): of the workers on one log directory, one holds the lock."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -60,8 +61,26 @@ def test_the_lock_of_a_worker_that_dies_is_free_at_once(tmp_path):
 
 def test_the_elected_one_notes_when_it_ran_and_what_it_counted_for_every_other_worker(tmp_path):
     elected, other = Election(tmp_path), Election(tmp_path)
-    assert other.state() == (0.0, 0)  # nobody ran yet
+    assert other.state() == (0.0, 0, 0)  # nobody ran yet
     assert elected.won()
     elected.publish(123.5, 4096)
     other.won()  # a candidate that lost reads it all the same
-    assert other.state() == (123.5, 4096)
+    assert other.state() == (123.5, 4096, os.getpid())
+    elected.resign()
+    assert other.state() == (123.5, 4096, 0)  # it said it went: not a death
+
+
+def test_a_follower_hears_once_of_a_sender_gone_without_resigning_and_never_of_one_that_resigned(tmp_path):
+    sender, follower = Election(tmp_path), Election(tmp_path)
+    assert sender.won()
+    sender.publish(1.0, 10, pid=111)
+    assert follower.follow() == (1.0, 10, "")
+    sender.publish(2.0, 20, pid=222)  # 111 never resigned
+    assert follower.follow() == (2.0, 20, "the host's sender (pid 111) died; pid 222 took over")
+    assert follower.follow() == (2.0, 20, "")  # said once
+    sender.resign()
+    assert follower.follow()[2] == ""
+    sender.won()
+    sender.publish(3.0, 30, pid=333)
+    assert follower.follow() == (3.0, 30, "")
+    sender.resign()

@@ -16,10 +16,12 @@ from kafka.errors import (
     UnknownError,
     UnknownTopicOrPartitionError,
 )
+from kafka.partitioner import DefaultPartitioner
 
 from app.config import ConfigError, Settings
 from app.kafka_client import (
     NEVER_MS,
+    KeyPartitioner,
     close_now,
     create_topics,
     forget_topics,
@@ -121,3 +123,34 @@ def test_a_producer_told_to_forget_topics_asks_for_them_no_more():
             assert sorted(t.name for t in producer._metadata.metadata_request().topics) == topics[90:]
         finally:
             close_now(producer)
+
+
+class Cluster:
+    """kafka-python's cluster metadata, as a partitioner reads it."""
+
+    def __init__(self, partitions: int) -> None:
+        self.partitions = set(range(partitions))
+
+    def partitions_for_topic(self, topic: str) -> set[int]:
+        return set(self.partitions)
+
+
+@pytest.mark.parametrize(("key", "partition"), [
+    # The Java client's choice among 1,000 partitions (org.apache.kafka.clients.producer's default
+    # partitioner), as kafka-python's own test of its murmur2 records it.
+    (b"", 681), (b"a", 524), (b"ab", 434), (b"abc", 107), (b"123456789", 566), (b"\x00 ", 742),
+])
+def test_a_key_goes_to_the_partition_a_java_client_chooses(key, partition):
+    assert KeyPartitioner().partition("events.1", key, key, None, b"{}", Cluster(1000)) == partition
+
+
+def test_a_key_goes_where_kafka_pythons_default_partitioner_sends_it_and_one_partition_needs_no_hash():
+    ours, theirs = KeyPartitioner(), DefaultPartitioner()
+    for n in range(2000):
+        key = f"instance-{n}".encode() + bytes([n % 256]) * (n % 7)  # every length mod 4, bytes above 127
+        for partitions in (1, 3, 12):
+            cluster = Cluster(partitions)
+            cluster.topics = lambda: {"t"}  # type: ignore[attr-defined]
+            cluster.available_partitions_for_topic = cluster.partitions_for_topic  # type: ignore[attr-defined]
+            assert ours.partition("t", key, key, None, b"", cluster) == theirs.partition("t", key, key, None, b"",
+                                                                                            cluster)

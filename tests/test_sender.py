@@ -12,6 +12,7 @@ from kafka.errors import IllegalStateError
 
 from app import segment as segment_module
 from app.delivery import get_pipeline
+from app.election import Election
 from app.log import Log
 from app.segment import HEADER, Record, encode_write, segments
 from tests.helpers import metric, numbered, numbers, post_numbered, settled, started, wait_until
@@ -150,3 +151,22 @@ def test_an_io_error_reading_the_log_neither_kills_the_sender_nor_loses_the_even
     settled(pipeline)
     assert numbers(pipeline.sender.producer) == [0, 1, 2, 3]
     assert pipeline.supervisor.problem() is None  # the sender thread never died
+
+
+def test_a_hosts_sender_that_dies_without_resigning_shows_in_every_workers_readiness(make_app, tmp_path):
+    _, worker = started(make_app(COLLECTOR_SENDER="process"))
+    sender = Election(tmp_path / "spool")  # as a sender process would: elected, and noting its beat
+    assert sender.won()
+    sender.publish(time.monotonic(), 0, pid=4001)
+    wait_until(lambda: worker.sender.election.sender == 4001, what="the worker reads the sender's state")
+    sender.publish(time.monotonic(), 0, pid=4002)  # another pid, the first never resigned: killed
+    why = wait_until(worker.unready, what="the worker unready")
+    assert "the host's sender (pid 4001) died; pid 4002 took over" in why
+    sender.resign()  # a sender that says it goes is no death
+    wait_until(lambda: worker.sender.election.sender == 0, what="the worker reads that it resigned")
+    sender.won()
+    worker.sender.replaced = (0.0, "")
+    sender.publish(time.monotonic(), 0, pid=4003)
+    wait_until(lambda: worker.sender.election.sender == 4003, what="the worker reads the next sender's state")
+    assert worker.sender.replaced == (0.0, "")
+    sender.resign()

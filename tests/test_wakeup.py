@@ -1,0 +1,48 @@
+"""The sender process's wake-up (app/wakeup.py): an append to the log's directory wakes it, a new
+segment says so, a stop ends the wait, and a directory the kernel will not watch means polling."""
+from __future__ import annotations
+
+import threading
+
+from app import wakeup as wakeup_module
+from app.wakeup import Wakeup
+
+LONG = 60.0  # a wait that would make the test hang if no append woke it
+
+
+def test_an_append_wakes_the_sender_and_a_new_segment_says_so(tmp_path):
+    segment = tmp_path / "00000000000000000001-1.wal"
+    segment.write_bytes(b"head")
+    wakeup = Wakeup.of(tmp_path, threading.Event())
+    assert wakeup is not None
+    try:
+        with open(segment, "ab") as file:
+            file.write(b"record")
+        assert wakeup.wait(LONG) is False  # woken, not stopped
+        assert wakeup.created is False  # an append to a known segment
+        (tmp_path / "00000000000000000002-1.wal").write_bytes(b"head")
+        assert wakeup.wait(LONG) is False
+        assert wakeup.created is True  # a new segment: the sender lists the directory at once
+    finally:
+        wakeup.close()
+
+
+def test_a_stop_ends_the_wait_and_an_idle_log_waits_only_its_interval(tmp_path):
+    stop = threading.Event()
+    wakeup = Wakeup.of(tmp_path / "spool", stop)  # made if missing
+    assert wakeup is not None and (tmp_path / "spool").is_dir()
+    try:
+        assert wakeup.wait(0.01) is False  # nothing came: back after the interval, for a full pass
+        stop.set()
+        assert wakeup.wait(LONG) is True
+    finally:
+        wakeup.close()
+
+
+def test_a_directory_the_kernel_will_not_watch_leaves_the_sender_polling(tmp_path, monkeypatch, caplog):
+    def refused() -> None:
+        raise OSError(24, "Too many open files")  # fs.inotify.max_user_instances reached
+
+    monkeypatch.setattr(wakeup_module, "INotify", refused)
+    assert Wakeup.of(tmp_path, threading.Event()) is None
+    assert "cannot be watched" in caplog.text
