@@ -11,8 +11,9 @@ import os
 import struct
 from pathlib import Path
 
-# time.monotonic() (one clock for every process of the host), bytes held, the sender's pid (0: it resigned)
-STATE = struct.Struct("<dqi")
+# time.monotonic() (one clock for every process of the host), bytes held, the sender's pid (0: it
+# resigned), and the pid of the sender before it if that one went without resigning (0: it resigned)
+STATE = struct.Struct("<dqii")
 
 
 class Election:
@@ -21,7 +22,8 @@ class Election:
     def __init__(self, directory: Path) -> None:
         self.path = directory / "sender.lock"
         self.fd: int | None = None
-        self.sender = 0  # the host's sender's pid as last read by ``follow`` (0: none, or it resigned)
+        self.before = 0  # as the elected one: the pid of a sender before it that never resigned
+        self.sender = 0  # as a follower: the host's sender's pid, as last seen running (0: none)
 
     def won(self) -> bool:
         """Whether this process holds the lock now (asking for it, without waiting)."""
@@ -32,38 +34,48 @@ class Election:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return False
+        _, _, before, _ = self.state()  # its pid still there: it went without resigning (a kill -9, say)
+        self.before = before if before != os.getpid() else 0
         return True
 
     def publish(self, beat: float, held: int, pid: int | None = None) -> None:
         """As the elected one: note that the host's sender (this process, or ``pid``) ran at
         ``beat`` and counted ``held``."""
         if self.fd is not None:
+            state = STATE.pack(beat, held, os.getpid() if pid is None else pid, self.before)
             with contextlib.suppress(OSError):  # a disk that refuses it shows as a stale beat
-                os.pwrite(self.fd, STATE.pack(beat, held, os.getpid() if pid is None else pid), 0)
+                os.pwrite(self.fd, state, 0)
 
-    def state(self) -> tuple[float, int, int]:
-        """When the host's sender last ran, what it counted then, and its pid, as it noted
-        ((0.0, 0, 0): never; a pid of 0: it resigned)."""
+    def state(self) -> tuple[float, int, int, int]:
+        """When the host's sender last ran, what it counted then, its pid, and the pid of a sender
+        before it that never resigned, as it noted ((0.0, 0, 0, 0): never; a pid of 0: it resigned)."""
         try:
             with open(self.path, "rb") as file:
                 data = file.read(STATE.size)
         except OSError:
-            return 0.0, 0, 0
-        return STATE.unpack(data) if len(data) == STATE.size else (0.0, 0, 0)  # type: ignore[return-value]
+            return 0.0, 0, 0, 0
+        return STATE.unpack(data) if len(data) == STATE.size else (0.0, 0, 0, 0)  # type: ignore[return-value]
 
-    def follow(self) -> tuple[float, int, str]:
+    def follow(self, now: float, fresh_s: float) -> tuple[float, int, str]:
         """As a worker beside the host's sender: ``state``'s beat and count, and, once, words for a
-        sender gone without resigning (a kill -9, say) and replaced ("" when none was)."""
-        beat, held, pid = self.state()
-        died = f"the host's sender (pid {self.sender}) died; pid {pid} took over" if 0 != self.sender != pid != 0 else ""
-        self.sender = pid
+        sender this worker saw running (a beat under ``fresh_s`` old) that went without resigning
+        and was replaced ("" otherwise). A beat ahead of ``now`` is from before a reboot (the
+        monotonic clock starts again): taken as none."""
+        beat, held, pid, before = self.state()
+        if beat > now:
+            beat, held, pid, before = 0.0, 0, 0, 0
+        died = f"the host's sender (pid {before}) died; pid {pid} took over" if 0 != before == self.sender != pid \
+            else ""
+        if pid != self.sender or died:
+            self.sender = pid if now - beat < fresh_s else 0
         return beat, held, died
 
     def resign(self) -> None:
         """Let go of the lock, if held, saying so (a sender gone without a word died): the next
         worker takes over."""
         if self.fd is not None:
-            beat, held, _ = self.state()
+            self.before = 0
+            beat, held, _, _ = self.state()
             self.publish(beat, held, pid=0)
             os.close(self.fd)
             self.fd = None

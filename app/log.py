@@ -143,6 +143,7 @@ class Log(Writer):
     def __init__(self, directory: str, max_bytes: int, segment_bytes: int, shared: bool = False) -> None:
         super().__init__(directory, max_bytes, segment_bytes, shared)
         self._undeleted: list[Segment] = []  # delivered, but the disk refused to delete them: the sender thread's
+
     def sync(self) -> None:
         """fsync what was appended since the last call (the bound on what a host crash takes).
         Called by the sender thread, which alone closes the segments it reads; with ``shared``,

@@ -55,7 +55,7 @@ class Sender:
         self.elected = False  # with one sender per host: this thread won the election
         self.host_beat = 0.0  # when the host's elected sender last ran, as last read (0.0: unknown)
         self.began = time.monotonic()  # when this sender began to wait for the host's (readiness)
-        self.replaced = (0.0, "")  # when the host's sender was last seen to have died, and the words
+        self.replaced = (0.0, "")  # a death seen, when and words: the sender thread's, read by /readyz
         self._sync_at = self._tidy_at = self._full_at = 0.0
 
     @property
@@ -98,7 +98,7 @@ class Sender:
             if self.candidate and self.election.won():
                 log.info("this process (%d) sends the events of every worker on the host", os.getpid())
                 return True
-            self.host_beat, held, died = self.election.follow()
+            self.host_beat, held, died = self.election.follow(now, max(5.0, 10 * self.interval_s))
             if died:
                 self.replaced = (now, died)
                 log.error("%s", died)
@@ -165,7 +165,9 @@ class Sender:
     def finish(self, deadline: float) -> None:
         """At exit: go on delivering until the log is empty or ``deadline``; the rest stays in the log."""
         self.step()
-        while (self.backlog or self.held) and time.monotonic() < deadline:
+        # The sender process waits for the workers to let go of their segments (at exit): their last events go too.
+        while (self.backlog or self.held or self.woken and any(not c.segment.locked for c in self.cursors)) \
+                and time.monotonic() < deadline:
             time.sleep(min(self.interval_s, max(0.0, deadline - time.monotonic())))
             self.step()
         self.lanes.settle(time.monotonic())

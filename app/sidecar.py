@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import time
 
 from gunicorn.dirty import DirtyApp
 
@@ -32,16 +33,25 @@ class SenderProcess(DirtyApp):
         self.pipeline = Pipeline(Settings.from_env(), self.clients, sends=True)
         self.pipeline.start()
         self._parent = os.getppid()
-        # gunicorn's dirty worker does not watch its parent: without this, a sender left behind by
-        # a killed server would hold sender.lock, and the next server's sender would wait for ever.
-        self.pipeline.supervisor.start("parent", self._watch_parent)
+        self.pipeline.supervisor.start("watch", self._watch)
 
-    def _watch_parent(self) -> None:
-        while not self.pipeline.supervisor.stopping.wait(1.0):
+    def _watch(self) -> None:
+        """Every second: stop this process when gunicorn's dirty arbiter is gone (gunicorn's dirty
+        worker does not watch its parent: a sender left behind by a killed server would hold
+        sender.lock for ever), or when the sender thread is stuck (its heartbeat is the dirty
+        worker's event loop, not this thread: gunicorn would never replace it otherwise)."""
+        sender, stopping = self.pipeline.sender, self.pipeline.supervisor.stopping
+        stuck_s = max(10 * sender.interval_s, self.pipeline.ready_s)
+        while not stopping.wait(1.0):
             if os.getppid() != self._parent:
-                log.warning("gunicorn's dirty arbiter is gone: the sender process stops")
-                os.kill(os.getpid(), signal.SIGTERM)  # the dirty worker's own way out: close() below
-                return
+                why = "gunicorn's dirty arbiter is gone"
+            elif sender.beat and time.monotonic() - sender.beat > stuck_s:
+                why = f"the sender has not run for {time.monotonic() - sender.beat:.0f} s"
+            else:
+                continue
+            log.error("%s: the sender process stops, for gunicorn to start another", why)
+            os.kill(os.getpid(), signal.SIGTERM)  # the dirty worker's own way out: close() below
+            return
 
     def __call__(self, action: str, *args: object, **kwargs: object) -> object:
         """No action is served: the web workers read the sender's state from ``sender.lock``."""

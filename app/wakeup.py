@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 
 from inotify_simple import INotify, flags
 
 log = logging.getLogger(__name__)
+SEGMENTS = (".wal", ".log")  # what workers append to; the sender's own files (.ack, sender.lock) wake nothing
+
+
 class Wakeup:
     """A watch on the log's directory; owned by the sender thread."""
 
@@ -17,7 +21,8 @@ class Wakeup:
 
     def __init__(self, directory: Path, stop: threading.Event) -> None:
         self.stop = stop
-        self.created = False  # the last wait saw a file made in the directory
+        self.created = False  # the last wait saw a segment made in the directory ...
+        self.appended = False  # ... or any segment written to (False: it waited out its time)
         self.inotify = INotify()
         try:
             self.inotify.add_watch(directory, flags.MODIFY | flags.CREATE | flags.MOVED_TO)
@@ -38,10 +43,16 @@ class Wakeup:
     def wait(self, timeout_s: float) -> bool:
         """Wait for an append, at most ``timeout_s``; True when the sender must stop instead.
         ``created`` tells whether a segment was made meanwhile (the sender adopts it at once)."""
-        self.created = False
-        if not self.stop.is_set():
-            for event in self.inotify.read(timeout=max(1, int(timeout_s * 1000)), read_delay=self.GATHER_MS):
-                self.created |= bool(event.mask & (flags.CREATE | flags.MOVED_TO))
+        self.created = self.appended = False
+        deadline = time.monotonic() + timeout_s
+        while not self.stop.is_set():
+            events = self.inotify.read(timeout=max(1, int((deadline - time.monotonic()) * 1000)),
+                                       read_delay=self.GATHER_MS)
+            appended = [e for e in events if e.name.endswith(SEGMENTS)]
+            self.appended = bool(appended)
+            self.created = any(e.mask & (flags.CREATE | flags.MOVED_TO) for e in appended)
+            if appended or time.monotonic() >= deadline:
+                break
         return self.stop.is_set()
 
     def close(self) -> None:

@@ -143,7 +143,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=int(env("BENCH_WARMUP", "1")), help="seconds, 0 for none")
     parser.add_argument("--out", type=Path, default=ROOT / "docs", help="where benchmarks.md and .png go")
     parser.add_argument("--no-chart", action="store_true", help="write no PNG (no matplotlib needed)")
-    parser.add_argument("--no-variants", action="store_true", help="only the main table")
+    parser.add_argument("--no-variants", action="store_true", help="only the main table (no variants, no delivery)")
     parser.add_argument("--variant", action="append", default=[], help="only the variants whose name has this")
     parser.add_argument("--baseline", default=env("BENCH_BASELINE") or None,
                         help="a git ref of the collector to measure beside the variants")
@@ -194,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"bench: run {run + 1}/{args.runs}, {target.name}, {c} connections, "
                           f"{args.duration} s", file=sys.stderr, flush=True)
                     results.setdefault((c, target.name), []).append(measure(target, c, args, broker, workdir, script))
-            delivered = delivery.measure_all(broker.servers, workdir, args) if args.delivery else []
+            wanted = args.delivery and not args.no_variants
+            delivered = delivery.measure_all(broker.servers, workdir, args) if wanted else []
         rows = {key: combine(runs) for key, runs in results.items()}
         args.out.mkdir(parents=True, exist_ok=True)
         if not args.no_chart:

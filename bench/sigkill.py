@@ -120,7 +120,7 @@ def worker_killed(number: int) -> str:
 
 
 def server_killed(number: int) -> str:
-    """Load; SIGKILL the master and all workers mid-way; a new gunicorn on the same spool; count."""
+    """Load; SIGKILL the master and every process below it mid-way; a new gunicorn on the same spool; count."""
     with Broker() as broker, tempfile.TemporaryDirectory() as workdir:
         aid = str(950 + number)
         broker.create_topic(f"events.{aid}")
@@ -130,7 +130,7 @@ def server_killed(number: int) -> str:
         try:
             time.sleep(LOAD_S)
             assert first.proc is not None
-            workers = first.worker_pids()
+            workers = first.pids()[1:]  # the workers, gunicorn's dirty arbiter, the sender process
             # Stopped first, the master can neither replace the workers nor tell them to exit.
             os.kill(first.proc.pid, signal.SIGSTOP)
             for pid in workers:

@@ -69,6 +69,16 @@ def stage_of(stack: str) -> str:
     return "other (threads' loops, the interpreter)"
 
 
+def role(pid: int) -> str:
+    """What a process of gunicorn's is, by the title gunicorn gives it (setproctitle)."""
+    title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    for words, name in (("dirty-worker", "the sender process"), ("worker [", "web workers"),
+                        ("dirty-arbiter", "gunicorn's master and dirty arbiter")):
+        if words in title:
+            return name
+    return "gunicorn's master and dirty arbiter"
+
+
 def sample(pids: list[int], seconds: int, out: Path) -> list[subprocess.Popen[bytes]]:
     """py-spy on each of ``pids`` for ``seconds``, collapsed stacks into ``out``/<pid>.txt."""
     spy = str(Path(sys.executable).parent / "py-spy")
@@ -114,11 +124,13 @@ def main(argv: list[str] | None = None) -> int:
             wrk = subprocess.Popen(wrk_command(url, script, args.connections, args.seconds + 2),
                                    stdout=subprocess.PIPE, text=True)
             time.sleep(1)
-            before = sum(cpu_seconds(p) for p in pids)
+            before = {p: cpu_seconds(p) for p in pids}
             spies = sample(pids, args.seconds, work)
             for spy in spies:
                 spy.wait()
-            cpu = sum(cpu_seconds(p) for p in pids) - before
+            used = {p: cpu_seconds(p) - before[p] for p in pids}
+            cpu = sum(used.values())
+            roles = {p: role(p) for p in pids}
             out, _ = wrk.communicate()
         finally:
             server.stop()
@@ -131,7 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     print("| stage | CPU per event, µs | share |\n|---|---:|---:|")
     for stage, count in found.most_common():
         print(f"| {stage} | {cpu * count / total / events * 1e6:.1f} | {100 * count / total:.1f} % |")
-    print(f"| all | {cpu / events * 1e6:.1f} | 100 % |")
+    print(f"| all | {cpu / events * 1e6:.1f} | 100 % |\n\n| process | CPU per event, µs |\n|---|---:|")
+    for name in sorted(set(roles.values())):
+        print(f"| {name} | {sum(u for p, u in used.items() if roles[p] == name) / events * 1e6:.1f} |")
     return 0
 
 

@@ -198,9 +198,10 @@ class Storm:
         self.broker.resume()
 
     def gunicorn(self, sig: int) -> None:
-        """Send ``sig`` to the master, then to its workers (a stopped master forks none meanwhile)."""
+        """Send ``sig`` to the master, then to every process below it (a stopped master forks none
+        meanwhile): the workers, gunicorn's dirty arbiter and the sender process."""
         assert self.collector.proc is not None
-        for pid in (self.collector.proc.pid, *self.collector.worker_pids()):
+        for pid in self.collector.pids():
             with contextlib.suppress(ProcessLookupError):  # a worker that exited meanwhile
                 os.kill(pid, sig)
 
@@ -220,7 +221,7 @@ class Storm:
         self.broker.start()
 
     def signal_worker(self, sig: int) -> None:
-        pids = self.collector.worker_pids()
+        pids = self.collector.worker_pids() + self.collector.sender_pids()  # the sender process is a target too
         pid = pids[int(self.rng.random() * len(pids))]  # one draw, whatever the count: the seed's faults stay
         self.say(f"worker {pid}: {signal.Signals(sig).name}")
         with contextlib.suppress(ProcessLookupError):

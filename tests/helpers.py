@@ -250,6 +250,16 @@ class Collector:
         assert self.proc is not None
         return [pid for pid, title in children(self.proc.pid) if "dirty-arbiter" not in title]
 
+    def pids(self) -> list[int]:
+        """The master, then every process below it: web workers, dirty arbiter, sender process."""
+        assert self.proc is not None
+        found, todo = [self.proc.pid], [self.proc.pid]
+        while todo:
+            below = [pid for pid, _ in children(todo.pop())]
+            found += below
+            todo += below
+        return found
+
     def sender_pids(self) -> list[int]:
         """The pid of the sender process (gunicorn's dirty worker), if it runs now."""
         assert self.proc is not None

@@ -1,11 +1,13 @@
 """The sender process (app/sidecar.py), as gunicorn's dirty worker runs it, on fake Kafka clients:
 it sends what every worker appends while the workers never send, and it stops when gunicorn's
-dirty arbiter above it is gone. (tests/integration/test_sender_process.py kills the real one.)"""
+dirty arbiter above it is gone or its sender is stuck. (tests/integration/test_sender_process.py
+kills the real one.)"""
 from __future__ import annotations
 
 import os
 import signal
 import threading
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -38,14 +40,22 @@ def test_the_sender_process_sends_every_workers_events_and_the_workers_never_sen
         process.close()
 
 
-def test_the_sender_process_stops_once_gunicorns_dirty_arbiter_is_gone(monkeypatch):
+@pytest.mark.parametrize(("parent", "beat_age", "why"), [
+    (1, 0.0, "gunicorn's dirty arbiter is gone"),  # another parent than the one it started under
+    (0, 60.0, "the sender has not run for 6"),  # stuck in a pass (60 s, or 61 by the time it looks)
+])
+def test_the_sender_process_stops_when_its_arbiter_is_gone_or_its_sender_is_stuck(monkeypatch, caplog, parent,
+                                                                                  beat_age, why):
     process = SenderProcess()
-    process.pipeline = SimpleNamespace(supervisor=SimpleNamespace(stopping=threading.Event()))  # type: ignore[assignment]
-    process._parent = os.getppid() + 1  # another parent than the one it started under
+    sender = SimpleNamespace(interval_s=0.05, beat=time.monotonic() - beat_age)
+    process.pipeline = SimpleNamespace(supervisor=SimpleNamespace(stopping=threading.Event()),  # type: ignore[assignment]
+                                       sender=sender, ready_s=10.0)
+    process._parent = os.getppid() + parent
     killed: list[tuple[int, int]] = []
     monkeypatch.setattr(sidecar.os, "kill", lambda pid, sig: killed.append((pid, sig)))
-    process._watch_parent()
+    process._watch()
     assert killed == [(os.getpid(), signal.SIGTERM)]  # the dirty worker's own way out, through close()
+    assert why in caplog.text
 
 
 def test_the_sender_process_serves_no_action():

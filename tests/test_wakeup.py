@@ -19,7 +19,7 @@ def test_an_append_wakes_the_sender_and_a_new_segment_says_so(tmp_path):
         with open(segment, "ab") as file:
             file.write(b"record")
         assert wakeup.wait(LONG) is False  # woken, not stopped
-        assert wakeup.created is False  # an append to a known segment
+        assert wakeup.appended and not wakeup.created  # an append to a known segment
         (tmp_path / "00000000000000000002-1.wal").write_bytes(b"head")
         assert wakeup.wait(LONG) is False
         assert wakeup.created is True  # a new segment: the sender lists the directory at once
@@ -46,3 +46,16 @@ def test_a_directory_the_kernel_will_not_watch_leaves_the_sender_polling(tmp_pat
     monkeypatch.setattr(wakeup_module, "INotify", refused)
     assert Wakeup.of(tmp_path, threading.Event()) is None
     assert "cannot be watched" in caplog.text
+
+
+def test_the_senders_own_files_wake_nothing(tmp_path):
+    wakeup = Wakeup.of(tmp_path, threading.Event())
+    assert wakeup is not None
+    try:
+        (tmp_path / "00000000000000000001-1.wal.ack").write_bytes(b"8")  # an acknowledged offset
+        (tmp_path / "sender.lock").write_bytes(b"beat")
+        assert wakeup.wait(0.2) is False and not wakeup.appended  # waited out its time: nothing woke it
+        (tmp_path / "00000000000000000001-1.wal").write_bytes(b"head")
+        assert wakeup.wait(LONG) is False and wakeup.appended and wakeup.created
+    finally:
+        wakeup.close()

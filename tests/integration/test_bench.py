@@ -53,3 +53,18 @@ def test_a_short_storm_completes_and_names_every_fault() -> None:
         assert f"{fault} " in faults, run.stdout
     assert "server killed 1" in faults and "broker replaced 1" in faults, run.stdout
     assert "missing from Kafka: 0" in run.stdout and "result: ok" in run.stdout, run.stdout
+
+
+def test_a_short_delivery_benchmark_reports_delivered_beside_accepted_and_the_latency() -> None:
+    """bench/delivery.py in small: 2 s per setup, a 2 s hold; every figure the table gives is there."""
+    run = subprocess.run([sys.executable, "bench/delivery.py", "--delivery", "2", "--hold", "2", "--workers", "2",
+                          "--accounts", "1"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    [single] = cells(run.stdout, "collector, 2 workers, 1 account(s)")
+    [batches] = cells(run.stdout, "batches of 50, 2 workers, 1 account(s)")
+    for row in (single, batches):
+        accepted, delivered, at_stop = float(row[1]), float(row[2]), float(row[4])
+        assert accepted > 0 and delivered > 0 and 0 < at_stop <= 1, run.stdout
+    light, p50, p99 = (float(x) for x in single[6].split(", "))
+    assert light > 0 and 0 < p50 <= p99, run.stdout  # the latency at half speed, from the collector's histogram
+    assert single[7].split(", ")[1] in ("steady", "grew") and batches[6] == "-", run.stdout

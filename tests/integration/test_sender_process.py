@@ -56,3 +56,20 @@ def test_a_server_killed_whole_leaves_no_sender_process_behind(broker, tmp_path)
     os.kill(arbiter, signal.SIGKILL)  # gunicorn's dirty arbiter and its master, as kill -9 would
     collector.stop(signal.SIGKILL)
     wait_until(lambda: not alive(sender), timeout=30, what="the orphaned sender process to stop")
+
+
+def test_a_hup_renews_the_sender_process_which_resigns_first_and_nothing_is_lost(broker, tmp_path):
+    aid = new_account(broker)
+    collector = Collector(broker.servers, tmp_path, {**FAST, "COLLECTOR_SHUTDOWN_FLUSH_MS": "1000"}).start()
+    try:
+        [sender] = wait_until(collector.sender_pids, what="the sender process")
+        before = accepted(collector.post_many(aid, [f"before-{n}" for n in range(20)]))
+        assert collector.proc is not None
+        collector.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: [p for p in collector.sender_pids() if p != sender], timeout=30, what="a new sender")
+        after = accepted(collector.post_many(aid, [f"after-{n}" for n in range(20)]))
+        assert len(before) == len(after) == 20
+        assert keys_in(broker, f"events.{aid}", before | after) >= before | after
+        assert "died" not in collector.log.read_text()  # it resigned: no death to report
+    finally:
+        collector.stop()
