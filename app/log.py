@@ -129,7 +129,7 @@ class Writer:
         """Count again what the spool holds not yet delivered, every process's writes included
         (by the sender thread, every pass): the figure the maximum is about."""
         try:  # every segment past its acknowledged offset, and the dead letters
-            total = unacknowledged(self.dir) + deadletter.held_bytes(self.dir)
+            total = unacknowledged(self.dir) + deadletter.held_bytes(self.dir) if self.dir.exists() else 0
         except OSError as exc:  # an error is not an empty log: the last figure stands
             log.error("the log's directory could not be counted: %r", exc)
             return

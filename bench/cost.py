@@ -57,7 +57,7 @@ def main() -> None:
     with Broker() as broker:
         broker.create_topic("events.1")
         os.environ.update(KAFKA_BOOTSTRAP_SERVERS=broker.servers, COLLECTOR_SPOOL_DIR=tempfile.mkdtemp(),
-                          COLLECTOR_MAX_PENDING=str(10 * count + 1000))
+                          COLLECTOR_MAX_PENDING=str(10 * count + 1000), COLLECTOR_SENDER="host")  # in this process
         if target == "kafka":
             return kafka_cost(count)
         pipeline = None

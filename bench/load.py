@@ -186,8 +186,9 @@ class Gunicorn:
             )
         wait_for_port(self.port, proc=self.proc)
         # the web workers, and with a sender process, gunicorn's dirty arbiter and that process
-        expected = int(self.env.get("WEB_CONCURRENCY", "2")) + 2 * (self.env.get("COLLECTOR_SENDER", "process")
-                                                                     == "process" and self.app == "wsgi:app")
+        sender = (self.env.get("COLLECTOR_SENDER", "process") == "process" and self.app == "wsgi:app"
+                  and "--dirty-workers 0" not in self.env.get("GUNICORN_CMD_ARGS", ""))
+        expected = int(self.env.get("WEB_CONCURRENCY", "2")) + 2 * sender
         deadline = time.monotonic() + 30
         while len(self.workers()) < expected and time.monotonic() < deadline:
             time.sleep(0.05)

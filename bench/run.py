@@ -47,13 +47,16 @@ from bench.report import Result, combine, draw, report  # noqa: E402
 from dev.broker import Broker  # noqa: E402
 
 SENDERS = {"process": "process per host", "host": "thread in one worker per host"}
+NO_SENDER = "collector without its sender process (nothing delivered: the request path alone)"
 
 
 def variants(baseline: str | None) -> list[Target]:
     """The write-ahead log's variants, and the commit before it when asked."""
     single = TARGETS[0]
     found = [Target("collector, fsync before every 204", single.app, single.path, True,
-                    env=(("COLLECTOR_SPOOL_FSYNC_MS", "0"),))]
+                    env=(("COLLECTOR_SPOOL_FSYNC_MS", "0"),)),
+             # gunicorn started without its dirty worker: events are only appended, nothing is sent
+             Target(NO_SENDER, single.app, single.path, False, env=(("GUNICORN_CMD_ARGS", "--dirty-workers 0"),))]
     for workers in ("2", "8"):
         for accounts in (1, 1000):
             for sender in ("process", "host"):

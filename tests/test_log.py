@@ -278,3 +278,9 @@ def test_segments_are_named_so_that_a_collector_of_the_first_format_leaves_them_
     log.append([log_record(0)])
     assert [p.suffix for p in segments(tmp_path)] == [".wal"]  # it read only *.log, and took other frames as damage
     assert segment_module.writer(segments(tmp_path)[0]) == os.getpid()
+
+
+def test_a_log_whose_directory_is_not_made_yet_counts_nothing_and_says_nothing(tmp_path, caplog):
+    wal = Log(str(tmp_path / "not-yet"), 1 << 30, 1 << 20)  # a worker counting before any segment was made
+    wal.count()
+    assert wal.held == 0 and "could not be counted" not in caplog.text
