@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from . import metrics
+from .logs import plural
 from .segment import Record
 
 log = logging.getLogger(__name__)
@@ -141,7 +142,8 @@ def bury(spool: str | Path, records: list[Record], reason: str, most: int | None
     try:
         write(spool, records, reason, most)
     except OSError as exc:
-        log.error("dead letters not written (%s): %d events stay in the log and are tried again", exc, len(records))
+        log.error("dead letters not written (%s): %s stay in the log and are tried again", exc,
+                  plural(len(records), "event"))
         return False
     for record in records:
         log.error("event %s dead-lettered (topic %s): %s", event_id(record), record.topic, reason)
