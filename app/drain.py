@@ -140,8 +140,9 @@ def environment() -> str:
 
 def main(argv: list[str] | None = None, clients: Clients = KAFKA) -> int:
     """The command; ``clients`` make its Kafka clients."""
-    parser = argparse.ArgumentParser(prog="collector-drain", description="Deliver what a spool directory holds: the log segments that no running process holds,\n"
-                                     "and with --dead-letters the dead letters.",
+    parser = argparse.ArgumentParser(prog="collector-drain",
+                                     description="Deliver what a spool directory holds: the log segments that no "
+                                     "running process holds,\nand with --dead-letters the dead letters.",
                                      epilog=environment(), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dead-letters", action="store_true", help="also send the dead letters again")
     parser.add_argument("--timeout", type=float, default=60.0, help="give up after this many seconds")

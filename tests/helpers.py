@@ -98,6 +98,49 @@ def metric(text: str, name: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
+def make(*args: str) -> list[str]:
+    """The command line of ``make ARGS`` on this test run's virtualenv, which it never installs into."""
+    return ["make", "-s", f"VENV={sys.prefix}", "-o", f"{sys.prefix}/.installed", *args]
+
+
+def environment(**changes: str) -> dict[str, str]:
+    """This process's environment without Kafka's or the collector's settings, with ``changes``."""
+    kept = {k: v for k, v in os.environ.items() if not k.startswith(("COLLECTOR_", "KAFKA_", "BROKER_"))}
+    return {**kept, **changes}
+
+
+class MakeRun:
+    """``make run`` as a user types it, on free ports (its broker's and gunicorn's) and a spool in ``workdir``."""
+
+    def __init__(self, workdir: Path, **env: str) -> None:
+        self.port, self.broker_port = free_port(), free_port()
+        self.log = workdir / f"make-run-{self.port}.log"
+        self.env = environment(BROKER_PORT=str(self.broker_port), COLLECTOR_BIND=f"127.0.0.1:{self.port}",
+                               COLLECTOR_SPOOL_DIR=str(workdir / "spool"), **env)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> MakeRun:
+        with open(self.log, "ab") as log:  # its own session: the broker and gunicorn are stopped with it
+            self.proc = subprocess.Popen(make("run"), cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        wait_for_port(self.port, timeout=60, proc=self.proc)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> int:
+        """SIGTERM to make and everything it started, as Ctrl-C would; SIGKILL after a minute."""
+        assert self.proc is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            return self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            return self.proc.wait()
+
+
 # -- the log on disk ----------------------------------------------------------------------------
 
 def log_record(i: int, topic: str = "events.1") -> Record:
