@@ -13,7 +13,8 @@ from .delivery import Pipeline, Unavailable, get_pipeline
 from .errors import APIError
 from .event import Limits, make_event, new_event_id
 from .ids import ID_MESSAGE, canonical_id
-from .registry import Registry, Vendors, get_registry, unregistered
+from .registry import Registry, get_registry
+from .vendors import Vendors, unregistered
 
 bp = Blueprint("collect", __name__)
 EXTENSION = "collector.collect"

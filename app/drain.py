@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import deadletter
+from . import deadletter, registry
 from .config import ConfigError, Settings, declarations
 from .kafka_client import KAFKA, Clients, producer_configs
 from .log import Log
@@ -36,10 +36,10 @@ from .sender import Sender
 from .topics import Topics
 
 #: What the collector writes in its spool directory: segments, their ack files, temporaries
-#: (``.<segment>.tmp``), the log's write probe, the election's lock, the segment sequence and
-#: the dead letters. Anything else means the directory is not a spool.
+#: (``.<segment>.tmp``), the log's write probe, the election's lock, the segment sequence, the
+#: dead letters and the last good registry. Anything else means the directory is not a spool.
 SPOOL_FILES = ("*.wal", "*.wal.ack", "*.log", "*.log.ack", ".*.tmp", ".probe-*", "sender.lock", "sequence",
-               deadletter.DIRECTORY)
+               deadletter.DIRECTORY, registry.KEPT)
 
 
 class CannotStart(Exception):

@@ -42,6 +42,14 @@ FAST = {"COLLECTOR_KAFKA_DELIVERY_TIMEOUT_MS": "4000", "COLLECTOR_KAFKA_MAX_BLOC
         "COLLECTOR_SPOOL_REPLAY_MS": "200"}
 #: A registry file's one account, 1, with one tracker, 1.
 ONE_ACCOUNT = '[accounts.1]\ntrackers = ["1"]\n'
+#: That account, and two vendors: one with two products, one that takes any product.
+VENDORS = ONE_ACCOUNT + '''
+[vendors."Vendor A"]
+products = ["Product 1", "Chat"]
+
+[vendors."Vendor B"]
+products = []
+'''
 
 
 # -- waiting ---------------------------------------------------------------------------------
