@@ -142,7 +142,7 @@ def bury(spool: str | Path, records: list[Record], reason: str, most: int | None
     try:
         write(spool, records, reason, most)
     except OSError as exc:
-        log.error("dead letters not written (%s): %s stay in the log and are tried again", exc,
+        log.error("dead letters not written (%s): %s kept in the log, to be tried again", exc,
                   plural(len(records), "event"))
         return False
     for record in records:
