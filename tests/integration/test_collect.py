@@ -103,10 +103,10 @@ def test_events_command_prints_an_accounts_events(collector, broker):
     aid = new_account(broker)
     event = {"action": "view", "object": "form", "vendor": "V", "product": "P", "instance_id": "cli"}
     assert collector.post_event(event, aid=aid)[0] == 204
-    out = subprocess.run([sys.executable, "dev/events.py", aid, "--servers", broker.servers],
+    out = subprocess.run([sys.executable, "-m", "dev.events", "0" + aid, "--servers", broker.servers],
                          cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
     [line] = out.stdout.splitlines()
     printed = json.loads(line)
     assert printed["topic"] == f"events.{aid}" and printed["key"] == "cli"
     assert printed["value"]["instance_id"] == "cli"
-    assert "1 events on" in out.stderr
+    assert out.stderr == f"1 event on events.{aid} at {broker.servers}\n", "the account as the collector spells it"
