@@ -174,7 +174,7 @@ def track_batch(aid: str, tid: str) -> Response:
     if not body:
         raise APIError(400, "the batch is empty: send at least one event")
     if len(body) > limit:
-        raise APIError(400, f"the batch holds {len(body)} events; at most {limit} are allowed")
+        raise APIError(400, f"the batch holds {len(body)} events, more than the {limit} allowed")
     context = request_context(call.request.environ)
     events, rejected = [], []
     for index, item in enumerate(body):

@@ -169,7 +169,7 @@ def _letters(path: Path, fd: int) -> Iterator[tuple[bytes, Letter]]:
         for raw in lines:
             torn, whole, letter = _parse(raw)
             if torn.strip():
-                log.error("%s: a torn dead letter skipped (%d bytes): %r", path.name, len(torn), torn[:200])
+                log.error("%s: a torn dead letter skipped (%s): %r", path.name, plural(len(torn), "byte"), torn[:200])
             if letter is not None:
                 yield whole.rstrip(b"\n") + b"\n", letter
 
