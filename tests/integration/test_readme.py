@@ -108,12 +108,15 @@ def differs(example: Example, answer: str) -> str | None:
     return None if matches(json.loads(" ".join(example.shown)), actual) else f"got {answer}"
 
 
-@pytest.fixture(scope="module", params=["no registry", "registry example"])
-def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MakeRun]:
-    """``make run``, as the README says, and as docs/registry.md says to try the registry example."""
-    env = {"COLLECTOR_REGISTRY": str(REGISTRY)} if request.param == "registry example" else {}
-    with MakeRun(tmp_path_factory.mktemp("make-run"), **env) as running:
-        yield running
+SERVERS = ["no registry", "registry example"]
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, MakeRun]]:
+    """``make run`` as the README says, and as docs/registry.md says to try the registry example."""
+    with (MakeRun(tmp_path_factory.mktemp("make-run")) as plain,
+          MakeRun(tmp_path_factory.mktemp("make-run"), COLLECTOR_REGISTRY=str(REGISTRY)) as registered):
+        yield dict(zip(SERVERS, (plain, registered), strict=True))
 
 
 def test_the_pages_have_the_examples_this_file_checks():
@@ -123,40 +126,42 @@ def test_the_pages_have_the_examples_this_file_checks():
     assert all(e.shown for e in EXAMPLES), [e.where for e in EXAMPLES if not e.shown]
 
 
-@pytest.mark.parametrize("example", EXAMPLES, ids=lambda e: e.where)
-def test_every_curl_example_is_answered_as_shown(served, example):
-    if example.registry_only and "COLLECTOR_REGISTRY" not in served.env:
-        pytest.skip("an example of the registry: checked against make run with the registry example")
-    answer = run(example, f"http://127.0.0.1:{served.port}")
+@pytest.mark.parametrize(("server", "example"), [
+    pytest.param(server, e, id=f"{server}-{e.where}") for server in SERVERS for e in EXAMPLES
+    if server == "registry example" or not e.registry_only])
+def test_every_curl_example_is_answered_as_shown(servers, server, example):
+    answer = run(example, f"http://127.0.0.1:{servers[server].port}")
     assert differs(example, answer) is None, f"{example.where}: {differs(example, answer)}"
 
 
-def test_a_wrong_example_fails(served):
+def test_a_wrong_example_fails(servers):
     """The batch example as the README once had it: not JSON as pasted."""
     wrong = Example("old README", "curl -s -X POST http://127.0.0.1:8000/collect/1/1/events \\\n"
                     "  -H 'Content-Type: application/json' -d '[{\"action\":\"view\"}, {…}]'",
                     ('{"accepted": 1, "rejected": [{"index": 0, "errors": "…"}], "events": "…"}',), False)
-    answer = run(wrong, f"http://127.0.0.1:{served.port}")
+    answer = run(wrong, f"http://127.0.0.1:{servers['no registry'].port}")
     assert json.loads(answer)["message"].startswith("the body is not valid JSON")
     assert differs(wrong, answer) == f"got {answer}"
     assert not matches({"a": 1, "b": 2}, {"b": 2, "a": 1}), "the order of the fields counts"
     assert not matches([1, True], [1, 1]) and not matches("curl/…", "Wget/1.0")
 
 
-def test_the_raw_http_example_is_answered_204(served):
+@pytest.mark.parametrize("server", SERVERS)
+def test_the_raw_http_example_is_answered_204(servers, server):
     text = (ROOT / "docs" / "api.md").read_text()
     [block] = re.findall(r"^    (POST /collect/.*?)\n\n    (\{[^\n]*\})$", text, re.M | re.S)
     head, body = block[0].replace("\n    ", "\r\n"), block[1]
     assert re.search(r"Content-Length: (\d+)", head)[1] == str(len(body.encode())), "the length the page gives"  # type: ignore[index]
-    answer = raw_http(served.port, f"{head}\r\n\r\n{body}".encode())
+    answer = raw_http(servers[server].port, f"{head}\r\n\r\n{body}".encode())
     assert answer.split(b"\r\n", 1)[0] == b"HTTP/1.0 204 NO CONTENT", answer
 
 
-@pytest.mark.parametrize("aid, topic", [("1", "events.1"), ("007", "events.7")])
-def test_make_events_prints_what_was_sent(served, aid, topic):
-    """As the README's Try it: the event posted, then ``make events AID=...`` (007 is account 7)."""
-    if "COLLECTOR_REGISTRY" in served.env and aid == "007":
-        pytest.skip("the registry example has no account 7")
+@pytest.mark.parametrize(("server", "aid", "topic"), [
+    ("no registry", "1", "events.1"), ("no registry", "007", "events.7"), ("registry example", "1", "events.1")])
+def test_make_events_prints_what_was_sent(servers, server, aid, topic):
+    """As the README's Try it: the event posted, then ``make events AID=...`` (007 is account 7; the
+    registry example has no account 7)."""
+    served = servers[server]
     key = f"readme-{uuid.uuid4()}"
     event = {"action": "view", "object": "form", "vendor": "Vendor A", "product": "Product 1", "instance_id": key}
     sent = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
