@@ -10,9 +10,14 @@ STORM_WORKERS ?= 2
 STORM_SEED ?=
 export BROKER_PORT
 
-.PHONY: install run test lint events clean bench storm
+.PHONY: help install run test lint events clean bench storm
+.DEFAULT_GOAL := help
 
-install: $(STAMP)
+help:  ## this list (a plain `make` prints it too)
+	@echo "The collector's commands (those that need it create .venv and install the project first):"
+	@awk -F ':.*## ' '/^[a-z]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+install: $(STAMP)  ## create the virtualenv .venv and install the project in it (the others do it first)
 
 $(STAMP): setup.cfg
 	$(PYTHON) -m venv $(VENV)
@@ -41,12 +46,12 @@ storm: $(STAMP)  ## faults at random under load for STORM_MINUTES (STORM_SEED=, 
 	@dev/system-packages procps
 	$(BIN)/python bench/storm.py --minutes $(STORM_MINUTES) --workers $(STORM_WORKERS) $(if $(STORM_SEED),--seed $(STORM_SEED))
 
-lint: $(STAMP)
+lint: $(STAMP)  ## ruff and mypy
 	$(BIN)/ruff check app dev bench tests wsgi.py gunicorn.conf.py
 	$(BIN)/mypy
 
-events: $(STAMP)  ## print the events of account AID (default 1) from the running broker
-	@$(BIN)/python dev/events.py $(AID)
+events: $(STAMP)  ## print the events of account AID (default 1) from make run's broker (BROKER_PORT=)
+	@$(BIN)/python -m dev.events $(AID)
 
-clean:
+clean:  ## remove .venv and the caches
 	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -18,6 +18,15 @@ PLAIN_TYPES = frozenset({"", "application/json", "text/plain", "text/plain;chars
                          "application/json; charset=utf-8", "application/json;charset=UTF-8"})
 
 
+def json_type(value: Any) -> str:
+    """What a parsed JSON value is, in JSON's words: "an array", not "list"."""
+    for kind, name in ((bool, "a boolean"), (dict, "an object"), (list, "an array"), (str, "a string"),
+                       ((int, float), "a number")):
+        if isinstance(value, kind):
+            return name
+    return "null"
+
+
 def read_body(req: Request, limit: int, timeout: int) -> Any:
     """The request body as JSON; a 4xx that says what is wrong otherwise."""
     environ = req.environ

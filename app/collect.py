@@ -3,17 +3,19 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import orjson
 from flask import Blueprint, Flask, Request, Response, current_app, jsonify, request
 from marshmallow import ValidationError
 
-from .body import read_body
+from .body import json_type, read_body
 from .config import get_settings
 from .cors import refused
 from .delivery import Pipeline, Unavailable, get_pipeline
 from .errors import APIError
 from .event import Limits, make_event, new_event_id
 from .ids import ID_MESSAGE, canonical_id
-from .registry import Registry, Vendors, get_registry, unregistered
+from .registry import Registry, get_registry
+from .vendors import Vendors, unregistered
 
 bp = Blueprint("collect", __name__)
 EXTENSION = "collector.collect"
@@ -120,9 +122,14 @@ def validate_only(req: Request) -> bool:
 
 
 def shown(pipeline: Pipeline, event: dict[str, Any]) -> dict[str, Any]:
-    """An event as validate-only shows it: the Kafka record it would have been."""
+    """An event as validate-only shows it: the Kafka record it would have been, its value byte for byte."""
     record = pipeline.record(event)
-    return {"topic": record.topic, "key": record.key.decode(), "value": event}
+    return {"topic": record.topic, "key": record.key.decode(), "value": orjson.Fragment(record.value)}
+
+
+def records_answer(answer: dict[str, Any]) -> Response:
+    """A validate-only answer, its records as they would be queued (jsonify would sort their keys)."""
+    return Response(orjson.dumps(answer) + b"\n", mimetype="application/json")
 
 
 def queue(pipeline: Pipeline, events: list[dict[str, Any]]) -> None:
@@ -142,14 +149,14 @@ def track(aid: str, tid: str) -> Response:
     check = validate_only(call.request)
     body = read_body(call.request, call.view.max_body, call.view.body_timeout_ms)
     if not isinstance(body, dict):
-        raise APIError(400, f"the body must be a JSON object, not {type(body).__name__}")
+        raise APIError(400, f"the body must be a JSON object, not {json_type(body)}")
     try:
         event = curate(call, event_id, body, request_context(call.request.environ))
     except ValidationError as exc:
         errors = exc.normalized_messages()
         raise APIError(400, f"the event was not tracked: {_summary(errors)}", errors) from None
     if check:
-        return jsonify(shown(call.view.pipeline, event))
+        return records_answer(shown(call.view.pipeline, event))
     queue(call.view.pipeline, [event])
     return NoContent()
 
@@ -163,23 +170,23 @@ def track_batch(aid: str, tid: str) -> Response:
     body = read_body(call.request, call.view.max_body, call.view.body_timeout_ms)
     limit = call.view.max_batch
     if not isinstance(body, list):
-        raise APIError(400, f"the body must be a JSON array of events, not {type(body).__name__}")
+        raise APIError(400, f"the body must be a JSON array of events, not {json_type(body)}")
     if not body:
         raise APIError(400, "the batch is empty: send at least one event")
     if len(body) > limit:
-        raise APIError(400, f"the batch holds {len(body)} events; at most {limit} are allowed")
+        raise APIError(400, f"the batch holds {len(body)} events, more than the {limit} allowed")
     context = request_context(call.request.environ)
     events, rejected = [], []
     for index, item in enumerate(body):
         try:
             if not isinstance(item, dict):
-                raise ValidationError(f"must be a JSON object, not {type(item).__name__}")
+                raise ValidationError(f"must be a JSON object, not {json_type(item)}")
             events.append(curate(call, new_event_id(), item, context))
         except ValidationError as exc:
             rejected.append({"index": index, "errors": exc.normalized_messages()})
     answer: dict[str, Any] = {"accepted": len(events), "rejected": rejected}
     if check:
-        answer["events"] = [shown(call.view.pipeline, e) for e in events]
-    elif events:
+        return records_answer({**answer, "events": [shown(call.view.pipeline, e) for e in events]})
+    if events:
         queue(call.view.pipeline, events)
     return jsonify(answer)

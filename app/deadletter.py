@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from . import metrics
+from .logs import plural
 from .segment import Record
 
 log = logging.getLogger(__name__)
@@ -141,7 +142,8 @@ def bury(spool: str | Path, records: list[Record], reason: str, most: int | None
     try:
         write(spool, records, reason, most)
     except OSError as exc:
-        log.error("dead letters not written (%s): %d events stay in the log and are tried again", exc, len(records))
+        log.error("dead letters not written (%s): %s kept in the log, to be tried again", exc,
+                  plural(len(records), "event"))
         return False
     for record in records:
         log.error("event %s dead-lettered (topic %s): %s", event_id(record), record.topic, reason)
@@ -167,7 +169,7 @@ def _letters(path: Path, fd: int) -> Iterator[tuple[bytes, Letter]]:
         for raw in lines:
             torn, whole, letter = _parse(raw)
             if torn.strip():
-                log.error("%s: a torn dead letter skipped (%d bytes): %r", path.name, len(torn), torn[:200])
+                log.error("%s: a torn dead letter skipped (%s): %r", path.name, plural(len(torn), "byte"), torn[:200])
             if letter is not None:
                 yield whole.rstrip(b"\n") + b"\n", letter
 

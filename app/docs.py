@@ -1,5 +1,6 @@
 """GET /docs: the API reference for integrators, Swagger UI over /openapi.json, served whole by
-the collector (browsers that reach only the collector need no other host).
+the collector (browsers that reach only the collector need no other host). The page and its
+files are not API operations, so the document does not list them.
 
 Swagger UI's own build comes from the PyPI package flask-swagger-ui (the ``dist`` directory of
 Swagger UI 5, rebuilt there on each Swagger UI release); only its files are used, not its
@@ -9,9 +10,7 @@ blueprint. swagger-ui-bundle (connexion's) was passed over: its latest release s
 from __future__ import annotations
 
 from importlib.resources import files
-from typing import Any
 
-from apispec import APISpec
 from flask import Blueprint, Flask, Response, abort, render_template_string, send_from_directory
 
 from .config import get_settings
@@ -61,17 +60,3 @@ def asset(name: str) -> Response:
     if name not in ASSETS:
         abort(404, f"no such file of the API reference: {name}")
     return send_from_directory(DIST, name, mimetype=ASSETS[name])
-
-
-def describe(spec: APISpec) -> None:
-    """Add /docs and its assets to the OpenAPI document."""
-    text: dict[str, Any] = {"schema": {"type": "string"}}
-    spec.path("/docs", operations={"get": {"summary": "This API reference, interactive (Swagger UI)", "responses": {
-        200: {"description": "an HTML page", "content": {"text/html": text}}}}})
-    name = {"name": "name", "in": "path", "required": True, "description": "a file the page loads",
-            "schema": {"type": "string", "enum": list(ASSETS)}}
-    types = {t: text for t in ASSETS.values()}
-    spec.path("/docs/{name}", parameters=[name], operations={"get": {"summary": "A file of the API reference",
-              "responses": {200: {"description": "the file", "content": types},
-                            404: {"description": "no such file", "content": {"application/json": {
-                                "schema": {"$ref": "#/components/schemas/Error"}}}}}}})

@@ -1,4 +1,7 @@
-"""Deliver what a spool directory holds: ``python -m app.drain [--dead-letters] [--timeout S]``.
+"""Deliver what a spool directory holds: ``collector-drain [--dead-letters] [--timeout S]``.
+
+Installed with the package as the ``collector-drain`` command (``.venv/bin/collector-drain`` in a
+checkout); ``python -m app.drain`` is the same.
 
 Reads the collector's settings from the environment (``KAFKA_BOOTSTRAP_SERVERS``,
 ``COLLECTOR_SPOOL_DIR``, ...), like the collector. It sends every log segment no running
@@ -23,19 +26,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import deadletter
-from .config import ConfigError, Settings
+from . import deadletter, registry
+from .config import ConfigError, Settings, declarations
 from .kafka_client import KAFKA, Clients, producer_configs
 from .log import Log
+from .logs import plural
 from .segment import Record
 from .sender import Sender
 from .topics import Topics
 
 #: What the collector writes in its spool directory: segments, their ack files, temporaries
-#: (``.<segment>.tmp``), the log's write probe, the election's lock, the segment sequence and
-#: the dead letters. Anything else means the directory is not a spool.
+#: (``.<segment>.tmp``), the log's write probe, the election's lock, the segment sequence, the
+#: dead letters and the last good registry. Anything else means the directory is not a spool.
 SPOOL_FILES = ("*.wal", "*.wal.ack", "*.log", "*.log.ack", ".*.tmp", ".probe-*", "sender.lock", "sequence",
-               deadletter.DIRECTORY)
+               deadletter.DIRECTORY, registry.KEPT)
 
 
 class CannotStart(Exception):
@@ -113,15 +117,33 @@ def deliver(settings: Settings, clients: Clients, dead_letters: bool, timeout: f
         delivered, left = 0, deadletter.count(spool)
     sender.finish(time.monotonic())
     held = wal.paths()
-    print(f"log: {sender.lanes.delivered} events delivered from {taken} segments; {len(held)} segments left"
-          + (" (a running collector holds them, or Kafka did not take them)" if held else ""))
+    print(f"log: {plural(sender.lanes.delivered, 'event')} delivered from {plural(taken, 'segment')}; "
+          f"{plural(len(held), 'segment')} left" + (" (a running collector holds them, or Kafka did not take them)"
+                                                      if held else ""))
     print(f"dead letters: {delivered} delivered, {left} left in {deadletter.directory(spool)}")
     return 0 if not held and not left else 1
 
 
+#: The settings the command reads, as the collector does; --help lists them with their defaults.
+VARIABLES = ("KAFKA_BOOTSTRAP_SERVERS", "COLLECTOR_SPOOL_DIR", "COLLECTOR_TOPIC_PARTITIONS",
+             "COLLECTOR_TOPIC_REPLICATION", "COLLECTOR_KAFKA_ACKS", "COLLECTOR_KAFKA_COMPRESSION")
+
+
+def environment() -> str:
+    """--help's list of the environment variables the command reads."""
+    declared = {variable: (default, meaning) for variable, default, meaning in declarations()}
+    lines = [f"  {v:<29} {declared[v][1]} (default {declared[v][0]})" for v in VARIABLES]
+    return ("environment (give the collector's own values; a bad one stops the command, naming it):\n"
+            + "\n".join(lines) + "\n  the other COLLECTOR_KAFKA_* settings, as the collector's (README)\n\n"
+            "exit status: 0 nothing is left; 1 something is left; 2 it did not start")
+
+
 def main(argv: list[str] | None = None, clients: Clients = KAFKA) -> int:
     """The command; ``clients`` make its Kafka clients."""
-    parser = argparse.ArgumentParser(prog="python -m app.drain", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="collector-drain",
+                                     description="Deliver what a spool directory holds: the log segments that no "
+                                     "running process holds,\nand with --dead-letters the dead letters.",
+                                     epilog=environment(), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dead-letters", action="store_true", help="also send the dead letters again")
     parser.add_argument("--timeout", type=float, default=60.0, help="give up after this many seconds")
     args = parser.parse_args(argv)

@@ -4,8 +4,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, jsonify, request
-from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
+from flask import Flask, Response, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,8 @@ def error_response(exc: HTTPException) -> Response:
     message = exc.description
     if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
         message = f"{request.method} is not allowed here; allowed: {', '.join(exc.valid_methods)}"
+    elif isinstance(exc, NotFound) and request.url_rule is None:  # no route, rather than a route's own 404
+        message = no_route(request.path)
     body: dict[str, Any] = {"code": exc.code, "message": message}
     errors = getattr(exc, "errors", None)
     if errors:
@@ -42,6 +44,27 @@ def error_response(exc: HTTPException) -> Response:
             response.headers[name] = value
     response.headers.update(getattr(exc, "extra_headers", {}))
     return response
+
+
+def no_route(path: str) -> str:
+    """A 404's message where no route matches ``path``: where events go, and where the API is described."""
+    reference = "/docs" if "docs.page" in current_app.view_functions else "/openapi.json"
+    stripped = path.rstrip("/")
+    if stripped != path and stripped and routed(stripped):
+        return f"no such route: {path} (without the trailing slash: {stripped}); the API reference: {reference}"
+    return (f"no such route: {path}; events go to POST /collect/{{aid}}/{{tid}}/event (a batch: .../events); "
+            f"the API reference: {reference}")
+
+
+def routed(path: str) -> bool:
+    """Whether a route serves ``path``, with any method."""
+    try:
+        current_app.url_map.bind("collector").match(path)
+    except MethodNotAllowed:
+        return True
+    except HTTPException:
+        return False
+    return True
 
 
 def unexpected(exc: Exception) -> Response:

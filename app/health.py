@@ -87,7 +87,8 @@ class Supervisor:
 
 class Probe:
     """Asks Kafka for its cluster's metadata every second (owns its admin client): readiness needs
-    an answer, and ``outages`` counts the times Kafka went away (the sender then starts over)."""
+    an answer, and ``outages`` counts the times Kafka that had answered went away (the sender then
+    starts over)."""
 
     def __init__(self, admin_factory: Callable[..., Any], configs: dict[str, Any], ready_s: float) -> None:
         self.admin_factory = admin_factory
@@ -115,7 +116,8 @@ class Probe:
             self._admin.describe_cluster()
         except Exception as exc:  # noqa: BLE001 - what readiness reports
             self.problem = f"Kafka does not answer: {exc!r}"
-            if not self._away and went_away(self.configs["bootstrap_servers"]):
+            # Only a Kafka that answered before can go away: one never there is no outage to start over from.
+            if self.heard and not self._away and went_away(self.configs["bootstrap_servers"]):
                 self._away = True
                 self.outages += 1
             with contextlib.suppress(Exception):

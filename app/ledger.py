@@ -10,6 +10,7 @@ import os
 from collections import deque
 from typing import TYPE_CHECKING
 
+from .logs import Throttle
 from .reader import writes_in
 from .segment import Record, Segment
 
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from .log import Log
 
 log = logging.getLogger(__name__)
+repeated = Throttle(log)  # errors that come back every pass while a fault lasts: once a minute
 
 
 class Entry:
@@ -78,7 +80,7 @@ def advance(cursors: list[Cursor], wal: Log) -> None:
         try:
             cursor.record_mark()
         except OSError as exc:
-            log.error("ack position of %s not recorded: %r", cursor.segment.path.name, exc)
+            repeated.error("ack position of %s not recorded: %r", cursor.segment.path.name, exc)
         segment = cursor.segment
         if not segment.sealed and not segment.empty and cursor.mark() == segment.size:
             wal.seal(segment, segment.size)  # all acknowledged: an idle log leaves no file behind
@@ -156,5 +158,5 @@ def read(cursors: list[Cursor], lanes: Lanes, seq: int) -> tuple[int, bool]:
                 if lanes.full:
                     return seq, True
         except OSError as exc:  # an I/O error: read again next pass, from where it stopped
-            log.error("segment %s not read at %d (%r)", cursor.segment.path.name, cursor.position, exc)
+            repeated.error("segment %s not read at %d (%r)", cursor.segment.path.name, cursor.position, exc)
     return seq, False

@@ -15,9 +15,11 @@ import time
 from pathlib import Path
 
 from . import deadletter
+from .logs import Throttle
 from .segment import Record, Segment, encode_write, leftover, segments, sync, try_lock, unacknowledged, writer
 
 log = logging.getLogger(__name__)
+repeated = Throttle(log)  # errors that come back every pass while a fault lasts: once a minute
 
 
 class LogFull(Exception):
@@ -131,7 +133,7 @@ class Writer:
         try:  # every segment past its acknowledged offset, and the dead letters
             total = unacknowledged(self.dir) + deadletter.held_bytes(self.dir) if self.dir.exists() else 0
         except OSError as exc:  # an error is not an empty log: the last figure stands
-            log.error("the log's directory could not be counted: %r", exc)
+            repeated.error("the log's directory could not be counted: %r", exc)
             return
         with self._lock:
             self.held = total
@@ -164,12 +166,11 @@ class Log(Writer):
         sender), also read the segments that other writers hold, and take them once they let go.
         Without ``listing`` (between the sender process's full passes), only new sizes are taken."""
         try:
-            # Listed before the sizes of the segments followed are taken: a writer lets go of its
-            # segment before it starts the next, so one listed here is never read ahead of the
-            # end of the one before it.
+            # Listed before the sizes of the segments followed are taken: a writer lets go of its segment
+            # before it starts the next, so one listed here is never read ahead of the end of the one before.
             paths = segments(self.dir) if listing else []
         except OSError as exc:
-            log.error("the log's directory could not be listed: %r", exc)
+            repeated.error("the log's directory could not be listed: %r", exc)
             return
         known = {s.path: s for s in self.owned() + self._undeleted}
         for segment in known.values():
@@ -195,7 +196,7 @@ class Log(Writer):
         except FileNotFoundError:
             return True
         except OSError as exc:  # out of descriptors: the rest waits for a later pass
-            log.error("segment %s not opened (%r); the rest waits", path.name, exc)
+            repeated.error("segment %s not opened (%r); the rest waits", path.name, exc)
             return None
         try:
             locked = try_lock(fd)
@@ -204,7 +205,7 @@ class Log(Writer):
                 return locked
             segment = Segment(path, fd, os.fstat(fd).st_size, sealed=locked, locked=locked)
         except OSError as exc:  # an I/O error on its first page: tried again next pass
-            log.error("segment %s not read (%r); tried again", path.name, exc)
+            repeated.error("segment %s not read (%r); tried again", path.name, exc)
             os.close(fd)
             return False
         with self._lock:
@@ -226,7 +227,7 @@ class Log(Writer):
         try:
             segment.path.unlink(missing_ok=True)
         except OSError as exc:
-            log.error("segment %s is delivered but could not be deleted (%r); tried again", segment.path.name, exc)
+            repeated.error("segment %s is delivered but could not be deleted (%r); tried again", segment.path.name, exc)
             return False
         with contextlib.suppress(OSError):  # one left behind is swept
             segment.ack_path.unlink(missing_ok=True)

@@ -1,7 +1,11 @@
-"""Logging helpers: a filter that keeps every record on one line."""
+"""Logging helpers: a filter that keeps every record on one line, a warning that repeats logged
+once a minute with a count, and counted nouns ("1 event", "2 events")."""
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections.abc import Callable
 
 
 class OneLine(logging.Filter):
@@ -14,3 +18,45 @@ class OneLine(logging.Filter):
             record.msg = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
             record.args = None
         return True
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """``count`` and the noun it takes: ``plural(1, "event")`` is "1 event", ``plural(2, "event")`` "2 events"."""
+    return f"{count} {noun if count == 1 else nouns or noun + 's'}"
+
+
+class Throttle:
+    """Log a message that may come every second at most once a ``period``: its first time at once,
+    then the next time after the period, saying how many like it were not logged meanwhile.
+
+    Messages are told apart by their format string (the code's, never a caller's value), so the
+    ones it remembers are as many as the code has.
+    """
+
+    def __init__(self, logger: logging.Logger, period: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.logger = logger
+        self.period = period
+        self.clock = clock
+        self._last: dict[str, tuple[float, int]] = {}  # format -> (when last logged, how many since)
+        self._lock = threading.Lock()
+
+    def log(self, level: int, message: str, *args: object) -> None:
+        """Log ``message % args`` at ``level``, unless a message of this format was logged within the period."""
+        now = self.clock()
+        with self._lock:
+            logged, since = self._last.get(message, (now - self.period, 0))
+            if now - logged < self.period:
+                self._last[message] = (logged, since + 1)
+                return
+            self._last[message] = (now, 0)
+        if since:
+            self.logger.log(level, message + " (and %d more like it in the last %.0f s)", *args, since, now - logged)
+        else:
+            self.logger.log(level, message, *args)
+
+    def warning(self, message: str, *args: object) -> None:
+        self.log(logging.WARNING, message, *args)
+
+    def error(self, message: str, *args: object) -> None:
+        self.log(logging.ERROR, message, *args)

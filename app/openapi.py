@@ -7,37 +7,54 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, Flask, Response, current_app, jsonify
 
-from . import docs
 from .config import Settings, get_settings
 from .ids import ID_PATTERN
 from .schemas import BatchAnswerSchema, ErrorSchema, EventSchema, Number, RecordSchema
 
 bp = Blueprint("openapi", __name__)
 EXTENSION = "collector.openapi"
-ERRORS = {
-    400: "the body or a field is wrong, a vendor or product the registry does not list included",
-    403: "an origin not allowed", 404: "no such account, tracker or route",
-    405: "another method", 408: "the body stopped arriving", 413: "the body is too large",
-    415: "another Content-Type, charset or Content-Encoding", 503: "the collector cannot keep the event now",
+#: Each error a collect route answers: when, and an answer the collector gives (test_openapi.py checks them).
+ERRORS: dict[int, tuple[str, dict[str, Any]]] = {
+    400: ("the body or a field is wrong, a vendor or product the registry does not list included",
+          {"code": 400, "message": "the event was not tracked: action is required",
+           "errors": {"action": ["is required"]}}),
+    403: ("an origin not allowed", {"code": 403, "message": "origin https://evil.example may not send events here"}),
+    404: ("no such account, tracker or route", {"code": 404, "message": "no such collect path: account 5 is not "
+                                                "registered", "errors": {"aid": ["account 5 is not registered"]}}),
+    408: ("the body stopped arriving",
+          {"code": 408, "message": "the body ended early or did not arrive within 10000 ms"}),
+    413: ("the body is too large", {"code": 413, "message": "the body is larger than the limit of 65536 bytes"}),
+    415: ("another Content-Type, charset or Content-Encoding",
+          {"code": 415, "message": "Content-Type must be application/json or text/plain, not application/x-www-"
+                                   "form-urlencoded (curl -d sends that: add -H 'Content-Type: application/json')"}),
+    503: ("the collector cannot keep the event now (retry after Retry-After seconds)",
+          {"code": 503, "message": "the event was not tracked: the collector is shutting down"}),
 }
-#: The event that Try it out on /docs sends as it stands (to account 1, tracker 1). Its vendor and
-#: product are placeholders: where the registry lists vendors, it is refused (400) until edited.
+#: The event that Try it out on /docs sends as it stands (to account 1, tracker 1); the validate-only
+#: record's example is what it becomes. Its vendor and product are placeholders: where the registry
+#: lists vendors, it is refused (400) until edited.
 EXAMPLE = {"action": "View", "object": "page", "vendor": "Example Vendor", "product": "Example Product",
-           "instance_id": "docs-example-1"}
+           "instance_id": "docs-example-1", "label": "pricing page viewed", "page": "/pricing"}
+TAGS = [{"name": "collect", "description": "Send events: each is queued on its account's Kafka topic"},
+        {"name": "operations", "description": "For the people who run the collector: health, metrics, this "
+                                              "document"}]
 
 
-def _json(schema: str) -> dict[str, Any]:
-    return {"content": {"application/json": {"schema": schema}}}
+def _json(schema: str | dict[str, Any], example: Any = None) -> dict[str, Any]:
+    media: dict[str, Any] = {"schema": schema}
+    if example is not None:
+        media["example"] = example
+    return {"content": {"application/json": media}}
 
 
 def _errors(*codes: int) -> dict[int, Any]:
-    return {code: {"description": ERRORS[code], **_json("Error")} for code in codes}
+    return {code: {"description": ERRORS[code][0], **_json("Error", ERRORS[code][1])} for code in codes}
 
 
 def build(settings: Settings) -> dict[str, Any]:
     """The document, from the schemas and the settings."""
     plugin = MarshmallowPlugin()
-    spec = APISpec("collector", "1", "3.1.0", plugins=[plugin],
+    spec = APISpec("collector", "1", "3.1.0", plugins=[plugin], tags=TAGS,
                    info={"description": "Tracks events: POST them, they are queued on the account's Kafka topic."})
     plugin.map_to_openapi_type(Number, "number", None)
     for name, schema in (("Error", ErrorSchema), ("Record", RecordSchema), ("BatchAnswer", BatchAnswerSchema)):
@@ -46,11 +63,9 @@ def build(settings: Settings) -> dict[str, Any]:
     event = _event(spec.to_dict()["components"]["schemas"]["Event"], settings)
     _collect_paths(spec, settings.max_batch)
     _ops_paths(spec)
-    if settings.docs:
-        docs.describe(spec)
     document = spec.to_dict()
     document["components"]["schemas"]["Event"] = event
-    document["components"]["schemas"].update(_values(settings))
+    document["components"]["schemas"]["Property"] = _property(settings)
     return document
 
 
@@ -62,27 +77,30 @@ def _event(event: dict[str, Any], s: Settings) -> dict[str, Any]:
     event["properties"]["instanceID"] = event["properties"]["instance_id"]
     event["propertyNames"] = {"maxLength": s.max_key}
     event["maxProperties"] = s.max_fields
-    event["additionalProperties"] = {"$ref": "#/components/schemas/Value2"}
+    event["additionalProperties"] = {"$ref": "#/components/schemas/Property"}
     for field in event["properties"].values():
         if field["type"] == "string":
             field["maxLength"] = s.max_string
     return event
 
 
-def _values(s: Settings) -> dict[str, Any]:
-    """One schema per level of nesting, so that the document says how deep a value may go (the
-    event itself is level 1)."""
-    values = {}
-    for level in range(2, s.max_depth + 2):
+def _property(s: Settings) -> dict[str, Any]:
+    """Any other field of an event, kept under properties: a JSON value within the limits. One
+    definition per level of nesting, inside this one schema, says how deep a value may go (the
+    event itself is level 1, its fields level 2)."""
+    def level(n: int) -> dict[str, Any]:
         scalars: list[dict[str, Any]] = [{"type": ["number", "boolean", "null"]},
                                          {"type": "string", "maxLength": s.max_string}]
-        inner = {"$ref": f"#/components/schemas/Value{level + 1}"}
+        inner = {"$ref": f"#/components/schemas/Property/$defs/level{n + 1}"}
         containers = [{"type": "array", "maxItems": s.max_fields, "items": inner},
                       {"type": "object", "maxProperties": s.max_fields, "propertyNames": {"maxLength": s.max_key},
                        "additionalProperties": inner}]
-        values[f"Value{level}"] = {"anyOf": scalars + (containers if level <= s.max_depth else []),
-                                   "description": f"a JSON value at nesting level {level}"}
-    return values
+        return {"anyOf": scalars + (containers if n <= s.max_depth else [])}
+
+    return {**level(2), "description": f"any JSON value, kept unchanged: objects and arrays nested at most "
+                                       f"{s.max_depth} levels deep (the event is level 1), each with at most "
+                                       f"{s.max_fields} items, strings of at most {s.max_string} characters",
+            "example": "/pricing", "$defs": {f"level{n}": level(n) for n in range(3, s.max_depth + 2)}}
 
 
 def _collect_paths(spec: APISpec, limit: int) -> None:
@@ -93,17 +111,17 @@ def _collect_paths(spec: APISpec, limit: int) -> None:
                 "description": "true: queue nothing, answer with the record(s) as they would be queued",
                 "schema": {"type": "string", "enum": ["true", "false"]}}
     spec.path("/collect/{aid}/{tid}/event", parameters=ids, operations={"post": {
-        "summary": "Track one event", "parameters": [validate],
+        "tags": ["collect"], "summary": "Track one event", "parameters": [validate],
         "requestBody": {"required": True, "content": {"application/json": {"schema": "Event", "example": EXAMPLE}}},
         "responses": {204: {"description": "queued"}, 200: {"description": "validate-only", **_json("Record")},
                       **_errors(400, 403, 404, 408, 413, 415, 503)},
     }})
     spec.path("/collect/{aid}/{tid}/events", parameters=ids, operations={"post": {
-        "summary": "Track a batch of events, each on its own", "parameters": [validate],
+        "tags": ["collect"], "summary": "Track a batch of events, each on its own", "parameters": [validate],
         "requestBody": {"required": True, "content": {"application/json": {"schema": {
             "type": "array", "minItems": 1, "maxItems": limit,
             "description": "each item is checked against Event on its own: a bad one is rejected alone",
-            "items": {}}, "example": [EXAMPLE]}}},
+            "items": {}}, "example": [EXAMPLE, {k: v for k, v in EXAMPLE.items() if k != "instance_id"}]}}},
         "responses": {200: {"description": "what was accepted, why the others were not", **_json("BatchAnswer")},
                       **_errors(400, 403, 404, 408, 413, 415, 503)},
     }})
@@ -112,15 +130,20 @@ def _collect_paths(spec: APISpec, limit: int) -> None:
 def _ops_paths(spec: APISpec) -> None:
     status = {"type": "object", "properties": {"status": {"type": "string"}, "reason": {"type": "string"}},
               "required": ["status"]}
-    spec.path("/healthz", operations={"get": {"summary": "Alive", "responses": {
-        200: {"description": "serving", "content": {"application/json": {"schema": status}}}}}})
-    spec.path("/readyz", operations={"get": {"summary": "Ready: Kafka answered lately", "responses": {
-        200: {"description": "ready", "content": {"application/json": {"schema": status}}},
-        503: {"description": "not ready, and why", "content": {"application/json": {"schema": status}}}}}})
-    spec.path("/metrics", operations={"get": {"summary": "Prometheus metrics", "responses": {
-        200: {"description": "text format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}})
-    spec.path("/openapi.json", operations={"get": {"summary": "This document", "responses": {
-        200: {"description": "OpenAPI 3", "content": {"application/json": {"schema": {"type": "object"}}}}}}})
+    unready = {"status": "unready", "reason": "no answer from Kafka for 12 s; Kafka does not answer: "
+                                              "NoBrokersAvailable()"}
+    ops = {"/healthz": {"summary": "Alive", "responses": {200: {"description": "serving",
+                                                               **_json(status, {"status": "ok"})}}},
+           "/readyz": {"summary": "Ready: Kafka answered lately", "responses": {
+               200: {"description": "ready", **_json(status, {"status": "ready"})},
+               503: {"description": "not ready, and why", **_json(status, unready)}}},
+           "/metrics": {"summary": "Prometheus metrics", "responses": {200: {"description": "text format", "content": {
+               "text/plain": {"schema": {"type": "string"}, "example": 'collector_events_total{outcome="accepted"} '
+                                                                       "3.0\n"}}}}},
+           "/openapi.json": {"summary": "This document", "responses": {200: {"description": "OpenAPI 3", **_json(
+               {"type": "object"}, {"openapi": "3.1.0", "info": {"title": "collector", "version": "1"}})}}}}
+    for path, operation in ops.items():
+        spec.path(path, operations={"get": {"tags": ["operations"], **operation}})
 
 
 def init_app(app: Flask) -> None:

@@ -1,7 +1,8 @@
 """The operators' routes: liveness, readiness, metrics."""
 from __future__ import annotations
 
-from flask import Blueprint, Flask, Response, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from werkzeug.exceptions import MethodNotAllowed
 
 from .delivery import get_pipeline
 from .metrics import count_request, exposition
@@ -31,10 +32,21 @@ def metrics() -> Response:
     return Response(body, content_type=content_type)
 
 
+def route() -> str:
+    """The URL rule of this request: its route's even when the method is wrong (405), else "unmatched"."""
+    if request.url_rule is not None:
+        return request.url_rule.rule
+    refused = request.routing_exception
+    if isinstance(refused, MethodNotAllowed) and refused.valid_methods:  # a real route, another method
+        adapter = current_app.url_map.bind_to_environ(request.environ)
+        rule, _ = adapter.match(method=next(iter(refused.valid_methods)), return_rule=True)
+        return rule.rule
+    return "unmatched"
+
+
 def count_answer(response: Response) -> Response:
     """Count every answer by route (the URL rule, never the path) and status."""
-    rule = request.url_rule
-    count_request(rule.rule if rule else "unmatched", response.status_code)
+    count_request(route(), response.status_code)
     return response
 
 

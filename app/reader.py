@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 from . import metrics
+from .logs import plural
 from .segment import FRAME, MORE, Record, Segment, decode
 
 log = logging.getLogger(__name__)
@@ -29,11 +30,12 @@ class Write(NamedTuple):
     def report(self, segment: str) -> None:
         """Log what was skipped, and count the events lost (a torn write's were never answered 204)."""
         if self.torn:
-            log.warning("segment %s: a write never finished (a crash or a full disk mid-write), %d bytes at offset "
-                        "%d; skipped, nothing in it was answered 204", segment, self.end - self.offset, self.offset)
+            log.warning("segment %s: a write never finished (a crash or a full disk mid-write), %s at offset "
+                        "%d; skipped, nothing in it was answered 204", segment, plural(self.end - self.offset, "byte"),
+                        self.offset)
         elif self.lost:
-            log.error("segment %s: %d damaged record between offsets %d and %d skipped; reading goes on after it",
-                      segment, self.lost, self.offset, self.end)
+            log.error("segment %s: %s between offsets %d and %d skipped; reading goes on after it",
+                      segment, plural(self.lost, "damaged record"), self.offset, self.end)
             metrics.LOST.inc(self.lost)
 
 

@@ -64,33 +64,74 @@ class EventSchema(Schema):
 event_schema = EventSchema()
 
 
+def _about(description: str, example: Any) -> dict[str, Any]:
+    return {"description": description, "example": example}
+
+
+def _why(example: dict[str, list[str]], required: bool) -> fields.Dict:
+    return fields.Dict(keys=fields.String(), values=fields.List(fields.String()), required=required,
+                       metadata=_about("why, by field (or _schema for the whole event)", example))
+
+
 class ErrorSchema(Schema):
     """Every error's body."""
 
-    code = fields.Integer(required=True, metadata={"description": "the HTTP status"})
-    message = fields.String(required=True, metadata={"description": "what is wrong, in a sentence"})
-    errors = fields.Dict(keys=fields.String(), values=fields.List(fields.String()),
-                         metadata={"description": "why, by field (or _schema for the whole event)"})
+    code = fields.Integer(required=True, metadata=_about("the HTTP status", 400))
+    message = fields.String(required=True, metadata=_about("what is wrong, in a sentence",
+                                                           "the event was not tracked: action is required"))
+    errors = _why({"action": ["is required"]}, required=False)
+
+
+class ContextSchema(Schema):
+    """What the request itself told about the sender."""
+
+    ip = fields.String(required=True, metadata=_about("the client's address (behind proxies: COLLECTOR_PROXY_HOPS)",
+                                                      "203.0.113.7"))
+    user_agent = fields.String(required=True, allow_none=True, metadata=_about("null when not sent", "curl/8.5.0"))
+    referer = fields.String(metadata=_about("only when sent", "https://www.example.com/pricing"))
+
+
+class InternalEventSchema(Schema):
+    """The internal event: the value of the Kafka record an event becomes, as JSON."""
+
+    event_id = fields.UUID(required=True,
+                           metadata=_about("made by the collector", "d2eef59e-33b2-40bf-ae74-dd04038958da"))
+    schema_version = fields.Integer(required=True, metadata={"example": 1})
+    account_id = fields.String(required=True, metadata=_about("aid, in its one spelling", "1"))
+    tracker_id = fields.String(required=True, metadata=_about("tid, in its one spelling", "1"))
+    received_at = fields.String(required=True,
+                                metadata=_about("RFC 3339, UTC, milliseconds", "2026-11-26T10:33:00.718Z"))
+    action = fields.String(required=True, metadata={"example": "View"})
+    object = fields.String(required=True, metadata={"example": "page"})
+    vendor = fields.String(required=True, metadata={"example": "Example Vendor"})
+    product = fields.String(required=True, metadata={"example": "Example Product"})
+    instance_id = fields.String(required=True, metadata={"example": "docs-example-1"})
+    label = fields.String(metadata=_about("only when given", "pricing page viewed"))
+    score = Number(metadata=_about("only when given", 1.5))
+    properties = fields.Dict(required=True, metadata=_about("every other field of the body, unchanged",
+                                                            {"page": "/pricing"}))
+    standard_action = fields.Boolean(required=True, metadata=_about("one of the specification's actions", True))
+    context = fields.Nested(ContextSchema, required=True)
 
 
 class RecordSchema(Schema):
     """A Kafka record, as validate-only shows it."""
 
-    topic = fields.String(required=True)
-    key = fields.String(required=True, metadata={"description": "the instance_id"})
-    value = fields.Dict(required=True, metadata={"description": "the internal event"})
+    topic = fields.String(required=True, metadata=_about("the account's topic", "events.1"))
+    key = fields.String(required=True, metadata=_about("the instance_id", "docs-example-1"))
+    value = fields.Nested(InternalEventSchema, required=True)
 
 
 class RejectedSchema(Schema):
     """One event of a batch that was not tracked."""
 
-    index = fields.Integer(required=True)
-    errors = fields.Dict(keys=fields.String(), values=fields.List(fields.String()), required=True)
+    index = fields.Integer(required=True, metadata=_about("its place in the batch, from 0", 1))
+    errors = _why({"instance_id": ["is required"]}, required=True)
 
 
 class BatchAnswerSchema(Schema):
     """The answer to a batch."""
 
-    accepted = fields.Integer(required=True)
+    accepted = fields.Integer(required=True, metadata=_about("how many were queued", 1))
     rejected = fields.List(fields.Nested(RejectedSchema), required=True)
     events = fields.List(fields.Nested(RecordSchema), metadata={"description": "with ?validate=true"})

@@ -27,7 +27,10 @@ from typing import NamedTuple
 
 from crc32c import crc32c
 
+from .logs import Throttle
+
 log = logging.getLogger(__name__)
+repeated = Throttle(log)  # errors that come back every pass while a fault lasts: once a minute
 HEADER = b"\x93WAL\r\n\x00\x02"
 FRAME = struct.Struct("<II")
 BODY = struct.Struct("<dHH")
@@ -222,7 +225,7 @@ def sync(segment: Segment) -> None:
         try:
             os.fdatasync(segment.fd)
         except OSError as exc:
-            log.error("fsync of %s failed: %r", segment.path.name, exc)
+            repeated.error("fsync of %s failed: %r", segment.path.name, exc)
             return
         segment.synced = size
 

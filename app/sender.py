@@ -18,6 +18,7 @@ from .election import Election
 from .lanes import Lanes
 from .ledger import Cursor, advance, read
 from .log import Log
+from .logs import Throttle
 from .topics import Topics
 from .wakeup import Wakeup
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from .config import Settings
 
 log = logging.getLogger(__name__)
+repeated = Throttle(log)  # a producer failing again and again: once a minute
 
 
 class Sender:
@@ -135,7 +137,7 @@ class Sender:
             # still knew them was seen to have records acknowledged there and never stored.
             self.lanes.broken = "Kafka went away; every topic is checked before anything is sent again"
         if self.lanes.broken:
-            log.error("replacing the Kafka producer (%s); unacknowledged events are sent again", self.lanes.broken)
+            repeated.error("replacing the Kafka producer (%s); unacknowledged events are sent again", self.lanes.broken)
             self.reset()
 
     def _record(self, now: float) -> None:

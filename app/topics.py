@@ -12,6 +12,7 @@ from collections.abc import Callable, Container
 from typing import Any
 
 from .kafka_client import create_topics
+from .logs import Throttle, plural
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class Topics:
         self._awaited: dict[str, float] = {}  # topic -> since when the producer's metadata is awaited
         self._idle: dict[str, float] = {}  # topic -> since when it has had nothing to send
         self._sweep_at = 0.0
+        self._repeated = Throttle(log)  # without Kafka, the same warnings come every second
 
     def __contains__(self, topic: str) -> bool:
         return topic in self._known
@@ -54,7 +56,7 @@ class Topics:
                 self._admin = self.admin_factory(**self.configs)
             answers = create_topics(self._admin, wanted, self.partitions, self.replication)
         except Exception as exc:  # noqa: BLE001 - no broker: their events wait and retry
-            log.warning("%d topics not checked (%r): their events wait", len(wanted), exc)
+            self._repeated.warning("%s not checked (%r); the events wait", plural(len(wanted), "topic"), exc)
             with contextlib.suppress(Exception):
                 self._admin.close()
             self._admin = None
@@ -63,7 +65,7 @@ class Topics:
             if problem is None:
                 self._known.add(topic)
             else:  # not authorized, invalid: the sends that follow fail, and say why
-                log.warning("topic %s could not be created (%s): its events wait", topic, problem)
+                self._repeated.warning("topic %s could not be created (%s); its events wait", topic, problem)
 
     def awaited(self, topics: list[str], now: float) -> None:
         """``topics`` are wanted and the producer's metadata lacks them. It shows every topic

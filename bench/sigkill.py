@@ -4,7 +4,8 @@ Two cases, RUNS times each (default 3), against gunicorn (2 workers) and the emb
 with 8 client threads posting events, each with its own instance_id (the record key):
 
 - worker: one worker is SIGKILLed 2 s into 4 s of load; gunicorn replaces it.
-- whole: the master and every worker are SIGKILLed 2 s into the load, then a new gunicorn is
+- whole: the master and every process below it (the workers, gunicorn's dirty arbiter, the
+  sender process) are SIGKILLed 2 s into the load, then a new gunicorn is
   started on the same COLLECTOR_SPOOL_DIR and loaded for 2 s more.
 
 Then it waits (up to a minute) for every event answered 204 to be in Kafka, stops the
@@ -14,6 +15,7 @@ under load. A request that fails at the socket during the kill is not a 204.
 """
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import sys
@@ -150,7 +152,9 @@ def server_killed(number: int) -> str:
 
 
 if __name__ == "__main__":
-    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", type=int, nargs="?", default=3, help="runs of each case (default 3)")
+    runs = parser.parse_args().runs
     for case in (worker_killed, server_killed):
         for n in range(runs):
             print(case(n), flush=True)

@@ -2,7 +2,8 @@
 
 ``python dev/broker.py run [--port N] -- COMMAND...`` runs COMMAND with
 ``KAFKA_BOOTSTRAP_SERVERS`` pointing at a fresh broker on loopback (or at the one already
-set in the environment), and stops the broker when COMMAND ends.
+set in the environment), and stops the broker when COMMAND ends. It never hands COMMAND a
+broker it did not start: a port that something else holds stops it, with a message.
 """
 from __future__ import annotations
 
@@ -24,6 +25,21 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def port_taken(port: int) -> bool:
+    """Whether something holds ``port`` on loopback (a listener on it, or on every address)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Tansu binds: a closed connection is no owner
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+class PortTaken(RuntimeError):
+    """The broker's port is held by another process: connecting there would reach someone else's broker."""
 
 
 def wait_for_port(port: int, timeout: float = 15.0, proc: subprocess.Popen[bytes] | None = None) -> None:
@@ -89,6 +105,8 @@ class Broker:
             registry.mkdir(parents=True, exist_ok=True)
             command += ["--schema-registry", f"file://./{registry.name}"]
             cwd = registry.parent
+        if port_taken(self.port):  # or the check below would find that other process listening
+            raise PortTaken(f"127.0.0.1:{self.port} is taken")
         self.proc = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_port(self.port, proc=self.proc)
         return self
@@ -161,16 +179,33 @@ class Broker:
         self.stop()
 
 
+def taken(port: int) -> str:
+    """What to do when ``port`` is taken."""
+    other = free_port()
+    return (f"cannot start the embedded broker: port {port} on 127.0.0.1 is taken (another broker, or a make run "
+            f"still running?).\nStop what holds it, or choose another port: BROKER_PORT={other} make run (and "
+            f"BROKER_PORT={other} make events).\nTo use the Kafka that listens there: "
+            f"KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:{port} make run")
+
+
 def run(port: int, command: list[str]) -> int:
     """Run ``command`` against the broker of the environment, or an embedded one."""
-    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+    if servers := os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        print(f"Kafka at {servers} (KAFKA_BOOTSTRAP_SERVERS); no embedded broker", file=sys.stderr)
         return subprocess.call(command)
-    with Broker(port) as broker:
+    broker = Broker(port)
+    try:
+        broker.start()
         print(f"embedded Kafka-compatible broker (Tansu) on {broker.servers}", file=sys.stderr)
         child = subprocess.Popen(command, env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker.servers})
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda signum, frame: child.send_signal(signum))
         return child.wait()
+    except PortTaken:
+        print(taken(port), file=sys.stderr)
+        return 2
+    finally:
+        broker.stop()
 
 
 def main() -> int:

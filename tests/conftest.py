@@ -20,7 +20,7 @@ from app.delivery import get_pipeline
 from dev.broker import Broker
 from dev.events import read_records
 from tests.fakes import FAKE_KAFKA, FakeKafkaAdmin
-from tests.helpers import Collector, sent_by
+from tests.helpers import VENDORS, Collector, replace_file, sent_by
 
 INTEGRATION = Path(__file__).resolve().parent / "integration"
 
@@ -63,6 +63,20 @@ def make_app(tmp_path: Path, fake_cluster: type[FakeKafkaAdmin]) -> Iterator[Cal
     yield make
     for app in apps:
         get_pipeline(app).close()
+
+
+@pytest.fixture
+def vendors_file(tmp_path: Path) -> Path:
+    """A registry file of account 1 and the vendors of ``VENDORS``."""
+    path = tmp_path / "vendors.toml"
+    replace_file(path, VENDORS)
+    return path
+
+
+@pytest.fixture
+def with_vendors(make_app: Callable[..., Flask], vendors_file: Path) -> Flask:
+    """An app on the registry of ``vendors_file``."""
+    return make_app(COLLECTOR_REGISTRY=str(vendors_file))
 
 
 @pytest.fixture

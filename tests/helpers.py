@@ -42,6 +42,14 @@ FAST = {"COLLECTOR_KAFKA_DELIVERY_TIMEOUT_MS": "4000", "COLLECTOR_KAFKA_MAX_BLOC
         "COLLECTOR_SPOOL_REPLAY_MS": "200"}
 #: A registry file's one account, 1, with one tracker, 1.
 ONE_ACCOUNT = '[accounts.1]\ntrackers = ["1"]\n'
+#: That account, and two vendors: one with two products, one that takes any product.
+VENDORS = ONE_ACCOUNT + '''
+[vendors."Vendor A"]
+products = ["Product 1", "Chat"]
+
+[vendors."Vendor B"]
+products = []
+'''
 
 
 # -- waiting ---------------------------------------------------------------------------------
@@ -96,6 +104,49 @@ def metric(text: str, name: str) -> float:
     """One sample's value from Prometheus' text format (0 when absent)."""
     found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
     return float(found.group(1)) if found else 0.0
+
+
+def make(*args: str) -> list[str]:
+    """The command line of ``make ARGS`` on this test run's virtualenv, which it never installs into."""
+    return ["make", "-s", f"VENV={sys.prefix}", "-o", f"{sys.prefix}/.installed", *args]
+
+
+def environment(**changes: str) -> dict[str, str]:
+    """This process's environment without Kafka's or the collector's settings, with ``changes``."""
+    kept = {k: v for k, v in os.environ.items() if not k.startswith(("COLLECTOR_", "KAFKA_", "BROKER_"))}
+    return {**kept, **changes}
+
+
+class MakeRun:
+    """``make run`` as a user types it, on free ports (its broker's and gunicorn's) and a spool in ``workdir``."""
+
+    def __init__(self, workdir: Path, **env: str) -> None:
+        self.port, self.broker_port = free_port(), free_port()
+        self.log = workdir / f"make-run-{self.port}.log"
+        self.env = environment(BROKER_PORT=str(self.broker_port), COLLECTOR_BIND=f"127.0.0.1:{self.port}",
+                               COLLECTOR_SPOOL_DIR=str(workdir / "spool"), **env)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> MakeRun:
+        with open(self.log, "ab") as log:  # its own session: the broker and gunicorn are stopped with it
+            self.proc = subprocess.Popen(make("run"), cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        wait_for_port(self.port, timeout=60, proc=self.proc)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> int:
+        """SIGTERM to make and everything it started, as Ctrl-C would; SIGKILL after a minute."""
+        assert self.proc is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            return self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            return self.proc.wait()
 
 
 # -- the log on disk ----------------------------------------------------------------------------

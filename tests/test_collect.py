@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import EVENT, REQUIRED, numbered
+from app.delivery import get_pipeline
+from tests.helpers import EVENT, REQUIRED, numbered, sent_by
 
 
 def test_event_is_queued_as_the_internal_record(client, sent):
@@ -48,10 +49,14 @@ BAD_INPUT = [
                  "the body is not valid UTF-8 (byte 15)", None, id="invalid-utf8"),
     pytest.param({"data": b"", "content_type": "application/json"}, 400,
                  "the body is empty: send the event as a JSON object", None, id="empty-body"),
-    pytest.param({"json": [EVENT]}, 400, "the body must be a JSON object, not list", None, id="array"),
-    pytest.param({"json": "view"}, 400, "the body must be a JSON object, not str", None, id="string"),
+    pytest.param({"json": [EVENT]}, 400, "the body must be a JSON object, not an array", None, id="array"),
+    pytest.param({"json": "view"}, 400, "the body must be a JSON object, not a string", None, id="string"),
     pytest.param({"data": b"null", "content_type": "application/json"}, 400,
-                 "the body must be a JSON object, not NoneType", None, id="null"),
+                 "the body must be a JSON object, not null", None, id="null"),
+    pytest.param({"data": b"4.5", "content_type": "application/json"}, 400,
+                 "the body must be a JSON object, not a number", None, id="number"),
+    pytest.param({"data": b"true", "content_type": "application/json"}, 400,
+                 "the body must be a JSON object, not a boolean", None, id="boolean"),
     *[pytest.param({"json": _without(f)}, 400, f"the event was not tracked: {f} is required",
                    {f: ["is required"]}, id=f"{f}-missing") for f in REQUIRED],
     *[pytest.param({"json": {**EVENT, f: ""}}, 400, f"the event was not tracked: {f} must not be empty",
@@ -105,7 +110,7 @@ def test_a_mixed_batch_queues_the_valid_events_in_order(client, sent):
     assert response.get_json() == {"accepted": 3, "rejected": [
         {"index": 1, "errors": {"instance_id": ["is required"], "object": ["is required"],
                                 "product": ["is required"], "vendor": ["is required"]}},
-        {"index": 3, "errors": {"_schema": ["must be a JSON object, not str"]}},
+        {"index": 3, "errors": {"_schema": ["must be a JSON object, not a string"]}},
         {"index": 4, "errors": {"score": ["must be a number"]}},
     ]}
     records = sent()
@@ -124,8 +129,8 @@ def test_a_batch_with_no_valid_event_queues_nothing(client, sent):
 
 @pytest.mark.parametrize(("body", "status", "message"), [
     ([], 400, "the batch is empty: send at least one event"),
-    (numbered(0), 400, "the body must be a JSON array of events, not dict"),
-    ([numbered(i) for i in range(101)], 400, "the batch holds 101 events; at most 100 are allowed"),
+    (numbered(0), 400, "the body must be a JSON array of events, not an object"),
+    ([numbered(i) for i in range(101)], 400, "the batch holds 101 events, more than the 100 allowed"),
     ([numbered(i, pad="x" * 1000) for i in range(70)], 413, "the body is larger than the limit of 65536 bytes"),
 ])
 def test_batch_limits(client, sent, body, status, message):
@@ -155,6 +160,17 @@ def test_validate_only_shows_the_record_and_queues_nothing(client, sent):
     assert bad.status_code == real.status_code == 400
     assert bad.get_json() == real.get_json()
     assert sent() == []
+
+
+def test_validate_only_shows_the_record_exactly_as_it_is_queued(app, client):
+    """Byte for byte, but for the event's id and time: the same fields in the same order."""
+    body = numbered(5, label="x", score=1.5, page={"b": 1, "a": "é"})
+    shown = client.post("/collect/1/1/event?validate=true", json=body).data
+    assert client.post("/collect/1/1/event", json=body).status_code == 204
+    assert len(sent_by(app)) == 1
+    [(_, _, queued)] = get_pipeline(app).sender.producer.sent  # the record's bytes
+    fresh = re.compile(rb'"(event_id|received_at)":"[^"]*"')
+    assert fresh.sub(b"", shown) == b'{"topic":"events.1","key":"i5","value":' + fresh.sub(b"", queued) + b"}\n"
 
 
 def test_validate_only_on_a_batch(client, sent):

@@ -2,6 +2,8 @@
 letters once asked, are delivered; the exit status says whether anything is left."""
 from __future__ import annotations
 
+import configparser
+import importlib
 import json
 import os
 import subprocess
@@ -65,7 +67,7 @@ def test_the_log_of_a_gone_collector_is_delivered(spool, clients, producers, cap
     assert producer.sent == [(r.topic, r.key, r.value) for r in map(log_record, range(5))]
     assert not segment.exists()
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "log: 5 events delivered from 1 segments; 0 segments left"
+    assert out[0] == "log: 5 events delivered from 1 segment; 0 segments left"
     assert out[1].startswith("dead letters: 0 delivered, 0 left in ")
 
 
@@ -79,7 +81,7 @@ def test_what_kafka_does_not_take_stays_in_the_log_and_the_status_says_so(spool,
 
     assert drain.main(["--timeout", "0.5"], clients=Clients(stalled, FakeKafkaAdmin)) == 1
     assert len(list(spool.glob("*.wal"))) == 1  # for the next try
-    assert "; 1 segments left (a running collector holds them, or Kafka did not take them)" in capsys.readouterr().out
+    assert "; 1 segment left (a running collector holds them, or Kafka did not take them)" in capsys.readouterr().out
 
 
 def test_dead_letters_are_sent_again_only_when_asked(spool, clients, producers, capsys):
@@ -127,7 +129,7 @@ def test_segments_a_running_process_holds_are_left_to_it(spool, clients, produce
         live.seal()  # the worker lets go of it
     assert [p.sent for p in producers] == [[]]
     assert segment.exists() and not list(spool.glob("*.ack"))
-    assert "0 events delivered from 0 segments; 1 segments left (a running collector holds them" in (
+    assert "0 events delivered from 0 segments; 1 segment left (a running collector holds them" in (
         capsys.readouterr().out)
 
 
@@ -198,3 +200,21 @@ def test_a_missing_spool_directory_fails_before_kafka_is_asked(tmp_path):
     assert out.returncode == 2
     assert out.stderr == f"cannot start: the spool directory {missing} does not exist (COLLECTOR_SPOOL_DIR)\n"
     assert out.stdout == "" and not missing.exists()
+
+
+def test_help_names_the_environment_it_reads():
+    out = subprocess.run([sys.executable, "-m", "app.drain", "--help"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0 and out.stdout.startswith("usage: collector-drain [-h] [--dead-letters]")
+    for variable in ("KAFKA_BOOTSTRAP_SERVERS", "COLLECTOR_SPOOL_DIR", "COLLECTOR_TOPIC_PARTITIONS"):
+        assert f"\n  {variable} " in out.stdout
+    assert "(default 127.0.0.1:9092)" in out.stdout and "(default spool)" in out.stdout
+
+
+def test_the_installed_command_is_the_drain():
+    """setup.cfg's console script: after make install, .venv/bin/collector-drain is this command."""
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    lines = config["options.entry_points"]["console_scripts"].split()
+    module, function = lines[lines.index("collector-drain") + 2].split(":")  # name = module:function
+    assert getattr(importlib.import_module(module), function) is drain.main

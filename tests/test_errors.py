@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 import pytest
-from werkzeug.exceptions import NotFound
 
 from app.errors import APIError
 from tests.helpers import EVENT
@@ -27,8 +26,11 @@ def failing(make_app):
     return app
 
 
+WHERE = "events go to POST /collect/{aid}/{tid}/event (a batch: .../events); the API reference: /docs"
+
+
 @pytest.mark.parametrize(("path", "status", "body", "headers"), [
-    ("/no/such/route", 404, {"code": 404, "message": NotFound.description}, {}),
+    ("/no/such/route", 404, {"code": 404, "message": f"no such route: /no/such/route; {WHERE}"}, {}),
     ("/refusal", 418, {"code": 418, "message": "short and stout", "errors": {"handle": ["is missing"]}},
      {"X-Kettle": "on"}),
     ("/bug", 500, {"code": 500, "message": "internal error"}, {}),
@@ -58,3 +60,25 @@ def test_wrong_method_is_405_with_allow(client, sent, method):
     assert set(response.headers["Allow"].split(", ")) == {"POST", "OPTIONS"}
     assert response.get_json()["message"].startswith(f"{method} is not allowed here")
     assert sent() == []
+
+
+@pytest.mark.parametrize(("method", "path", "message"), [
+    ("GET", "/", f"no such route: /; {WHERE}"),
+    ("POST", "/collect/1/1", f"no such route: /collect/1/1; {WHERE}"),
+    ("POST", "/collect/1/1/event/",
+     "no such route: /collect/1/1/event/ (without the trailing slash: /collect/1/1/event); the API reference: /docs"),
+    ("POST", "/collect/1/1/events/",
+     "no such route: /collect/1/1/events/ (without the trailing slash: /collect/1/1/events); "
+     "the API reference: /docs"),
+    ("GET", "/docs/", "no such route: /docs/ (without the trailing slash: /docs); the API reference: /docs"),
+])
+def test_a_path_no_route_serves_is_a_404_that_points_to_the_routes(client, sent, method, path, message):
+    response = client.open(path, method=method, json=EVENT)
+    assert response.status_code == 404
+    assert response.get_json() == {"code": 404, "message": message}
+    assert sent() == []
+
+
+def test_without_the_docs_page_a_404_points_to_the_openapi_document(make_app):
+    response = make_app(COLLECTOR_DOCS="false").test_client().get("/")
+    assert response.get_json()["message"].endswith("the API reference: /openapi.json")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import socket
 import threading
 
 from app.health import Probe, Supervisor
@@ -124,3 +125,30 @@ def test_stopping_ends_a_thread_that_waits_to_start_again():
     wait_until(supervisor.problem, what="the death")
     supervisor.stop(5)
     assert not supervisor.thread("work").is_alive()
+
+
+def test_only_a_kafka_that_answered_before_can_go_away():
+    """A start without Kafka is no outage (the sender would replace a producer that never sent,
+    and say so at ERROR); Kafka that answered and then refuses connections is one."""
+    answers = {"now": False}
+
+    class Admin(FakeKafkaAdmin):
+        def describe_cluster(self) -> dict[str, object]:
+            if not answers["now"]:
+                raise ConnectionRefusedError("no broker")
+            return {}
+
+    with socket.socket() as closed:  # a port nothing listens on: every connection refused
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    probe = Probe(Admin, {"bootstrap_servers": [f"127.0.0.1:{port}"]}, ready_s=10.0)
+    for _ in range(3):
+        probe.ask()
+    assert (probe.heard, probe.outages) == (0.0, 0)
+    answers["now"] = True
+    probe.ask()
+    assert probe.heard > 0
+    answers["now"] = False
+    probe.ask()
+    probe.ask()
+    assert probe.outages == 1

@@ -1,5 +1,6 @@
-"""The house rules that keep the code readable: the README's layout is the tree, every app
-module has its unit tests, and no module, class or function grows past what one reading holds."""
+"""The house rules that keep the code readable: the layout in docs/development.md is the tree,
+every app module has its unit tests, and no module, class or function grows past what one
+reading holds."""
 from __future__ import annotations
 
 import ast
@@ -13,15 +14,18 @@ MODULES = sorted((ROOT / "app").glob("*.py"))
 LIMITS = {"module": 250, "class": 160, "function": 40}
 
 
+LAYOUT = ROOT / "docs" / "development.md"  # linked from the README
+
+
 def layout() -> list[str]:
-    """The paths the README's layout section names, in order."""
-    section = (ROOT / "README.md").read_text().split("## Layout", 1)[1].split("\n## ", 1)[0]
+    """The paths the layout section names, in order."""
+    section = LAYOUT.read_text().split("## Layout", 1)[1].split("\n## ", 1)[0]
     return re.findall(r"^    (\S+)", section, re.M)
 
 
-def test_the_readme_layout_names_every_app_module_and_only_what_exists():
+def test_the_layout_names_every_app_module_and_only_what_exists():
     named = layout()
-    assert [p for p in named if not (ROOT / p).exists()] == [], "named in the README, not in the tree"
+    assert [p for p in named if not (ROOT / p).exists()] == [], "named in the layout, not in the tree"
     assert [m.relative_to(ROOT).as_posix() for m in MODULES if m.relative_to(ROOT).as_posix() not in named] == []
 
 
@@ -52,3 +56,29 @@ def test_the_limit_check_finds_a_long_function(tmp_path):
     long = tmp_path / "long.py"
     long.write_text("def f():\n" + "    x = 1\n" * LIMITS["function"])
     assert too_long(long) == ["function f 41"]
+
+
+def test_the_readme_links_to_the_layout():
+    assert "](docs/development.md)" in (ROOT / "README.md").read_text()
+
+
+PAGES = [ROOT / "README.md", ROOT / "SECURITY.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def anchors(page: Path) -> set[str]:
+    """The anchors of a Markdown page's headings, as GitHub makes them."""
+    titles = re.findall(r"^#+ (.+)$", page.read_text(), re.M)
+    return {re.sub(r"[^\w\- ]", "", t.lower()).replace(" ", "-") for t in titles}
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_every_link_of_the_pages_leads_somewhere(page):
+    broken = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+        if re.match(r"https?:", target):
+            continue
+        path, _, anchor = target.partition("#")
+        linked = (page.parent / path).resolve() if path else page
+        if not linked.exists() or (anchor and anchor not in anchors(linked)):
+            broken.append(target)
+    assert broken == []

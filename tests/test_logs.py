@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from app.logs import OneLine
+from app.logs import OneLine, Throttle, plural
 
 
 @pytest.mark.parametrize(("message", "args", "shown"), [
@@ -36,3 +36,48 @@ def test_a_handler_with_the_filter_writes_one_line_a_record():
     finally:
         logger.removeHandler(handler)
     assert stream.getvalue().splitlines() == ["got 'x' from a\\nb\\u2028c"]
+
+
+@pytest.mark.parametrize(("count", "shown"), [(0, "0 events"), (1, "1 event"), (2, "2 events"), (1000, "1000 events")])
+def test_a_count_takes_the_noun_it_needs(count, shown):
+    assert plural(count, "event") == shown
+
+
+def test_an_irregular_plural_is_given():
+    assert (plural(1, "entry", "entries"), plural(3, "entry", "entries")) == ("1 entry", "3 entries")
+
+
+class Clock:
+    """A clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_repeated_warning_is_logged_once_a_minute_with_a_count(caplog):
+    clock = Clock()
+    throttle = Throttle(logging.getLogger("tests.throttle"), period=60.0, clock=clock)
+    with caplog.at_level(logging.WARNING, logger="tests.throttle"):
+        for second in range(150):  # every second for two and a half minutes
+            clock.now = 1000.0 + second
+            throttle.warning("%s not checked: its events wait", plural(second % 2 + 1, "topic"))
+    assert [r.getMessage() for r in caplog.records] == [
+        "1 topic not checked: its events wait",
+        "1 topic not checked: its events wait (and 59 more like it in the last 60 s)",
+        "1 topic not checked: its events wait (and 59 more like it in the last 60 s)",
+    ]
+    assert {r.levelno for r in caplog.records} == {logging.WARNING}
+
+
+def test_messages_of_different_formats_are_throttled_apart(caplog):
+    clock = Clock()
+    throttle = Throttle(logging.getLogger("tests.throttle"), clock=clock)
+    with caplog.at_level(logging.WARNING, logger="tests.throttle"):
+        for _ in range(3):
+            throttle.warning("one thing: %s", "a")
+            throttle.error("another thing: %s", "b")
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", "one thing: a"), ("ERROR", "another thing: b")]

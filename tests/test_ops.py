@@ -39,6 +39,8 @@ def test_metrics_count_requests_by_route_and_events_by_outcome(client, sent):
         client.post("/collect/1/1/event", json=EVENT)
     client.post("/collect/1/1/event", json={})
     client.post("/collect/evil-path/1/event", json=EVENT)
+    client.get("/collect/1/1/event")  # a real route, the wrong method
+    client.post("/collect/1/1/event/", json=EVENT)  # no route
     sent()
     after = client.get("/metrics").get_data(as_text=True)
 
@@ -49,6 +51,9 @@ def test_metrics_count_requests_by_route_and_events_by_outcome(client, sent):
     assert delta(f'collector_http_requests_total{{{route},status="204"}}') == 3
     assert delta(f'collector_http_requests_total{{{route},status="400"}}') == 1
     assert delta(f'collector_http_requests_total{{{route},status="404"}}') == 1
+    assert delta(f'collector_http_requests_total{{{route},status="405"}}') == 1, "under its route"
+    assert delta('collector_http_requests_total{route="unmatched",status="405"}') == 0
+    assert delta('collector_http_requests_total{route="unmatched",status="404"}') == 1
     assert delta('collector_events_total{outcome="accepted"}') == 3
     assert delta('collector_events_total{outcome="delivered"}') == 3
     assert delta("collector_delivery_seconds_count") == 3

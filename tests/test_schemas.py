@@ -51,6 +51,6 @@ def test_an_error_dumps_and_loads_as_one_shape():
 
 
 def test_a_batch_answer_dumps_with_the_rejected_events_and_why():
-    answer = {"accepted": 1, "rejected": [{"index": 0, "errors": {"_schema": ["must be a JSON object, not str"]}}],
+    answer = {"accepted": 1, "rejected": [{"index": 0, "errors": {"_schema": ["must be a JSON object, not a string"]}}],
               "events": [{"topic": "events.1", "key": "i1", "value": {"action": "view"}}]}
     assert BatchAnswerSchema().dump(answer) == answer

@@ -103,10 +103,27 @@ def test_events_command_prints_an_accounts_events(collector, broker):
     aid = new_account(broker)
     event = {"action": "view", "object": "form", "vendor": "V", "product": "P", "instance_id": "cli"}
     assert collector.post_event(event, aid=aid)[0] == 204
-    out = subprocess.run([sys.executable, "dev/events.py", aid, "--servers", broker.servers],
+    out = subprocess.run([sys.executable, "-m", "dev.events", "0" + aid, "--servers", broker.servers],
                          cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
     [line] = out.stdout.splitlines()
     printed = json.loads(line)
     assert printed["topic"] == f"events.{aid}" and printed["key"] == "cli"
     assert printed["value"]["instance_id"] == "cli"
-    assert "1 events on" in out.stderr
+    assert out.stderr == f"1 event on events.{aid} at {broker.servers}\n", "the account as the collector spells it"
+
+
+def test_a_preflight_through_gunicorn_is_an_empty_204(collector):
+    status, headers, body = collector.request("OPTIONS", "/collect/1/1/event", headers={
+        "Origin": "https://shop.example", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type"})
+    assert (status, body) == (204, b"")
+    assert "Content-Type" not in headers, "not an empty text/html page"
+    assert headers["Access-Control-Allow-Origin"] == "*" and headers["Access-Control-Allow-Methods"] == "POST"
+
+
+@pytest.mark.parametrize("method, path", [("GET", "/"), ("POST", "/collect/1/1"), ("POST", "/collect/1/1/event/")])
+def test_a_path_no_route_serves_is_a_json_404_pointing_to_the_docs(collector, method, path):
+    status, headers, body = collector.request(method, path, b"{}", {"Content-Type": "application/json"})
+    assert (status, headers["Content-Type"]) == (404, "application/json")
+    message = json.loads(body)["message"]
+    assert message.startswith(f"no such route: {path}") and message.endswith("the API reference: /docs")

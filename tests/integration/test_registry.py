@@ -17,15 +17,17 @@ pytestmark = pytest.mark.integration
 @pytest.mark.parametrize(("text", "problem"), [
     ("[accounts.1]\ntrackers = [\"one\"]\n", "account 1: tracker 'one' must be a positive decimal number or a UUID"),
     (ONE_ACCOUNT + '[vendors."Vendor A"]\nproducts = [""]\n', "vendor 'Vendor A': product '' must not be blank"),
-], ids=["account", "vendor"])
+    (None, "No such file or directory"),
+], ids=["account", "vendor", "missing"])
 def test_gunicorn_refuses_to_start_with_a_broken_registry(broker, tmp_path, text, problem):
     path = tmp_path / "registry.toml"
-    path.write_text(text)
+    if text is not None:
+        path.write_text(text)
     collector = Collector(broker.servers, tmp_path, env={"COLLECTOR_REGISTRY": str(path)})
     with pytest.raises(RuntimeError):
         collector.start()
     assert collector.stop() == 1
-    assert f"cannot start: {path}: {problem}" in collector.log.read_text()
+    assert f"cannot start: {path} (COLLECTOR_REGISTRY): {problem}" in collector.log.read_text()
 
 
 def test_a_vendor_added_to_the_registry_is_taken_without_a_restart(broker, tmp_path, read_topic):
@@ -87,3 +89,28 @@ def test_topics_are_created_with_the_configured_partitions_and_only_for_register
 def test_without_a_registry_every_id_is_accepted_and_that_is_logged_once(collector, broker):
     assert collector.post_event(EVENT, aid=account_id())[0] == 204
     assert collector.log.read_text().count("COLLECTOR_REGISTRY is not set") == 1
+
+
+def test_every_worker_answers_from_the_same_registry_after_a_good_edit_and_a_broken_one(broker, tmp_path):
+    """A worker that had no request between the two edits answers as the one that read the good one."""
+    first, added = new_account(broker), new_account(broker)
+    path = tmp_path / "registry.toml"
+    replace_file(path, f'[accounts.{first}]\ntrackers = ["1"]\n')
+    collector = Collector(broker.servers, tmp_path, env={"COLLECTOR_REGISTRY": str(path)}).start()
+    try:
+        replace_file(path, f'[accounts.{first}]\ntrackers = ["1"]\n\n[accounts.{added}]\ntrackers = ["1"]\n')
+        wait_until(lambda: collector.post_event(EVENT, aid=added)[0] == 204, what="a worker that read the good edit")
+        replace_file(path, f'[accounts.{first}]\ntrackers = ["1"\n')
+        refused = r"\[(\d+)\] \[ERROR\] app.registry: registry refused, answering from the last good one: "
+
+        def every_worker_refused() -> bool:  # each looks at the file on its first request a second after
+            collector.post_event(EVENT, aid=first)
+            return len(set(re.findall(refused, collector.log.read_text()))) == collector.workers
+
+        wait_until(every_worker_refused, timeout=30, what="every worker's look at the broken file")
+        statuses = [collector.post_event(EVENT, aid=added)[0] for _ in range(20)]
+    finally:
+        collector.stop(signal.SIGTERM)
+    assert statuses == [204] * 20
+    messages = re.findall(refused + "(.*)", collector.log.read_text())
+    assert len({why for _, why in messages}) == 1 and "(COLLECTOR_REGISTRY): not valid TOML" in messages[0][1]
