@@ -6,6 +6,7 @@ one stops gunicorn here, with the message the app would give.
 """
 import contextlib
 import hashlib
+import math
 import os
 import shutil
 import signal
@@ -39,7 +40,9 @@ graceful_timeout = -(-_settings.shutdown_flush_ms // 1000) + 5  # whole seconds,
 # COLLECTOR_SENDER=process: the host's sender is a gunicorn dirty app (app/sidecar.py), one process
 # that gunicorn starts beside the workers, restarts when it dies and stops after them, as it may
 # take COLLECTOR_SHUTDOWN_FLUSH_MS to deliver. The workers never call it.
-WORKER_NICENESS = 5
+# The workers' niceness: each step of it is a factor 1.25 in the kernel's share of the CPU, so at
+# this one all the workers together weigh no more than the sender process (2 workers: 4; 8: 10).
+WORKER_NICENESS = min(19, math.ceil(math.log(max(2, _settings.workers)) / math.log(1.25)))
 if _settings.sender == "process":
     dirty_apps = ["app.sidecar:SenderProcess"]
     dirty_workers = 1
@@ -126,9 +129,9 @@ def post_worker_init(worker):
     if pipeline is not None:  # another app under this config (bench/reference.py) has none
         if _settings.sender == "process":
             # Delivery before acceptance: under a load the cores cannot serve, the sender process
-            # (at the default niceness) runs first and the workers accept only what is left, so the
-            # log does not grow. Batches were delivered at 0.88-0.91 of their accepted rate
-            # without this, 0.98-1.00 with it, and single events as fast (docs/benchmarks.md).
+            # (at the default niceness) gets as much of them as all the workers together, so the
+            # log does not grow while Kafka answers. Batches were delivered at 0.88-0.91 of their
+            # accepted rate without this, 0.98-1.00 with it, single events as fast (docs/benchmarks.md).
             os.nice(WORKER_NICENESS)
         pipeline.start()
 

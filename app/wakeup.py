@@ -11,7 +11,9 @@ from pathlib import Path
 from inotify_simple import INotify, flags
 
 log = logging.getLogger(__name__)
-SEGMENTS = (".wal", ".log")  # what workers append to; the sender's own files (.ack, sender.lock) wake nothing
+# The sender's own writes, which wake nothing. (Not a list of what workers write: a worker appends
+# through the descriptor it made its segment with, and inotify names that ".<segment>.tmp".)
+OWN = (".ack", "sender.lock")
 
 
 class Wakeup:
@@ -48,7 +50,7 @@ class Wakeup:
         while not self.stop.is_set():
             events = self.inotify.read(timeout=max(1, int((deadline - time.monotonic()) * 1000)),
                                        read_delay=self.GATHER_MS)
-            appended = [e for e in events if e.name.endswith(SEGMENTS)]
+            appended = [e for e in events if not e.name.endswith(OWN)]
             self.appended = bool(appended)
             self.created = any(e.mask & (flags.CREATE | flags.MOVED_TO) for e in appended)
             if appended or time.monotonic() >= deadline:

@@ -56,7 +56,10 @@ def variants(baseline: str | None) -> list[Target]:
     found = [Target("collector, fsync before every 204", single.app, single.path, True,
                     env=(("COLLECTOR_SPOOL_FSYNC_MS", "0"),)),
              # gunicorn started without its dirty worker: events are only appended, nothing is sent
-             Target(NO_SENDER, single.app, single.path, False, env=(("GUNICORN_CMD_ARGS", "--dirty-workers 0"),))]
+             Target(NO_SENDER, single.app, single.path, False, env=(("GUNICORN_CMD_ARGS", "--dirty-workers 0"),)),
+             # bare Flask at 8 workers: what more processes on these cores cost any app
+             Target("reference, 8 workers", "bench.reference:app", single.path, False,
+                    env=(("COLLECTOR_SENDER", "worker"), ("WEB_CONCURRENCY", "8")))]
     for workers in ("2", "8"):
         for accounts in (1, 1000):
             for sender in ("process", "host"):

@@ -105,12 +105,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=0, help="events per request (0: single events)")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--accounts", type=int, default=1, help="each request's account in turn among this many")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="stages-"))
     body, status, path = ("EVENT", 204, "event") if not args.batch else (f"batch({args.batch})", 200, "events")
     script = work / "post.lua"
-    script.write_text(LUA.replace("@BODY@", body).replace("@STATUS@", str(status)).replace("@PATH@", "nil"))
-    (work / "registry.toml").write_text('[accounts."1"]\ntrackers = ["1"]\n')
+    turns = "nil" if args.accounts == 1 else f'"/collect/" .. (1 + sent % {args.accounts}) .. "/1/{path}"'
+    script.write_text(LUA.replace("@BODY@", body).replace("@STATUS@", str(status)).replace("@PATH@", turns))
+    registry = "".join(f'[accounts."{1 + a}"]\ntrackers = ["1"]\n' for a in range(args.accounts))
+    (work / "registry.toml").write_text(registry)
     (work / "metrics").mkdir()
     with Broker() as broker:
         env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker.servers, "COLLECTOR_SPOOL_DIR": str(work / "spool"),

@@ -2,29 +2,31 @@
 segment says so, a stop ends the wait, and a directory the kernel will not watch means polling."""
 from __future__ import annotations
 
+import os
 import threading
 
 from app import wakeup as wakeup_module
+from app.segment import Record, Segment, encode_write
 from app.wakeup import Wakeup
 
 LONG = 60.0  # a wait that would make the test hang if no append woke it
 
 
 def test_an_append_wakes_the_sender_and_a_new_segment_says_so(tmp_path):
-    segment = tmp_path / "00000000000000000001-1.wal"
-    segment.write_bytes(b"head")
+    first = Segment.create(tmp_path)  # as a worker makes one: under a temporary name, then linked
     wakeup = Wakeup.of(tmp_path, threading.Event())
     assert wakeup is not None
     try:
-        with open(segment, "ab") as file:
-            file.write(b"record")
+        os.write(first.fd, encode_write([Record("events.1", b"k", b"{}")]))  # through the worker's descriptor
         assert wakeup.wait(LONG) is False  # woken, not stopped
         assert wakeup.appended and not wakeup.created  # an append to a known segment
-        (tmp_path / "00000000000000000002-1.wal").write_bytes(b"head")
+        second = Segment.create(tmp_path)
         assert wakeup.wait(LONG) is False
-        assert wakeup.created is True  # a new segment: the sender lists the directory at once
+        assert wakeup.appended and wakeup.created  # a new segment: the sender lists the directory at once
+        os.close(second.fd)
     finally:
         wakeup.close()
+        os.close(first.fd)
 
 
 def test_a_stop_ends_the_wait_and_an_idle_log_waits_only_its_interval(tmp_path):
