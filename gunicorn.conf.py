@@ -37,12 +37,13 @@ timeout = 30
 # Kafka COLLECTOR_SHUTDOWN_FLUSH_MS to acknowledge what is in flight, and gunicorn waits that
 # long and 5 s more before it kills the worker.
 graceful_timeout = -(-_settings.shutdown_flush_ms // 1000) + 5  # whole seconds, rounded up
-# COLLECTOR_SENDER=process: the host's sender is a gunicorn dirty app (app/sidecar.py), one process
-# that gunicorn starts beside the workers, restarts when it dies and stops after them, as it may
-# take COLLECTOR_SHUTDOWN_FLUSH_MS to deliver. The workers never call it.
-# The workers' niceness: each step of it is a factor 1.25 in the kernel's share of the CPU, so at
-# this one all the workers together weigh no more than the sender process (2 workers: 4; 8: 10).
+# The workers' niceness beside a sender process: each step of it is a factor 1.25 in the kernel's
+# share of the CPU, so at this one all the workers together weigh no more than the sender (2 workers: 4; 8: 10).
 WORKER_NICENESS = min(19, math.ceil(math.log(max(2, _settings.workers)) / math.log(1.25)))
+# COLLECTOR_SENDER=process: the host's sender is a gunicorn dirty app (app/sidecar.py), one process
+# that gunicorn starts beside the workers, restarts when it dies, and stops with them (it goes on
+# delivering until they have let go of their segments, within COLLECTOR_SHUTDOWN_FLUSH_MS). The
+# workers never call it.
 if _settings.sender == "process":
     dirty_apps = ["app.sidecar:SenderProcess"]
     dirty_workers = 1
