@@ -1,6 +1,7 @@
 """The host's sender as a process of its own (``COLLECTOR_SENDER=process``, the default): a
 gunicorn dirty app, so gunicorn starts it beside the web workers, restarts it when it dies (its
-dirty arbiter logs each death), and stops it last. The web workers only append to the log; this
+dirty arbiter logs each death), and stops it with them (it delivers until they have let go of
+their segments). The web workers only append to the log; this
 process reads every worker's segments and sends them, on an interpreter lock of its own.
 
 It runs the same pipeline as a worker's (``delivery.py``), as the only candidate for
