@@ -107,8 +107,9 @@ def metric(text: str, name: str) -> float:
 
 
 def make(*args: str) -> list[str]:
-    """The command line of ``make ARGS`` on this test run's virtualenv, which it never installs into."""
-    return ["make", "-s", f"VENV={sys.prefix}", "-o", f"{sys.prefix}/.installed", *args]
+    """The command line of ``make ARGS`` on this test run's virtualenv, which it never installs into
+    (without "Entering directory" lines, which a ``make -C DIR test`` above passes down in MAKEFLAGS)."""
+    return ["make", "-s", "--no-print-directory", f"VENV={sys.prefix}", "-o", f"{sys.prefix}/.installed", *args]
 
 
 def environment(**changes: str) -> dict[str, str]:
