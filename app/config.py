@@ -8,117 +8,27 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, current_app
 
-Parse = Callable[[str, str], Any]  # (variable, raw value) -> value; raises ConfigError
-
-
-class ConfigError(ValueError):
-    """A setting has a value the service cannot run with; the message names the variable."""
-
-
-def text(name: str, raw: str) -> str:
-    """Any text but blank."""
-    if not raw.strip():
-        raise ConfigError(f"{name} must not be empty")
-    return raw.strip()
-
-
-def optional(name: str, raw: str) -> str | None:
-    """Any text; blank is None (unset)."""
-    return raw.strip() or None
-
-
-def whole(low: int, high: int) -> Parse:
-    """A whole number from ``low`` to ``high``."""
-    def parse(name: str, raw: str) -> int:
-        try:
-            value = int(raw.strip())
-        except ValueError:
-            raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
-        if not low <= value <= high:
-            raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
-        return value
-
-    return parse
-
-
-def one_of(*choices: str) -> Parse:
-    """One of ``choices``, in any case."""
-    def parse(name: str, raw: str) -> str:
-        value = raw.strip().lower()
-        if value not in choices:
-            raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
-        return value
-
-    return parse
-
-
-def flag(name: str, raw: str) -> bool:
-    """``true`` or ``false``, in any case."""
-    value = raw.strip().lower()
-    if value not in ("true", "false"):
-        raise ConfigError(f"{name} must be true or false, got {raw!r}")
-    return value == "true"
-
-
-def topic_size(name: str, raw: str) -> int:
-    """``-1`` (the broker's default) or a positive number."""
-    value: int = whole(-1, 10_000)(name, raw)
-    if value == 0:
-        raise ConfigError(f"{name} must be -1 (the broker's default) or a positive number, got 0")
-    return value
-
-
-def topic_template(name: str, raw: str) -> str:
-    """Contains ``{aid}`` once, and gives a legal Kafka topic name for the longest id (a UUID)."""
-    value = text(name, raw)
-    if value.count("{aid}") != 1:
-        raise ConfigError(f"{name} must contain {{aid}} exactly once, got {value!r}")
-    if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", value.replace("{aid}", "0" * 36)):
-        raise ConfigError(
-            f"{name} must give a legal Kafka topic name (letters, digits, '.', '_', '-',"
-            f" at most 249 characters with a 36-character id), got {value!r}"
-        )
-    return value
-
-
-def addresses(name: str, raw: str) -> tuple[str, ...]:
-    """A comma-separated ``host:port`` list."""
-    servers = tuple(s.strip() for s in text(name, raw).split(",") if s.strip())
-    for server in servers:
-        host, _, port = server.rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ConfigError(f"{name} must be a comma-separated host:port list, got {server!r}")
-    return servers
-
-
-def listen(name: str, raw: str) -> tuple[str, ...]:
-    """gunicorn's ``bind``: a comma-separated list of ``host:port`` or ``unix:PATH``."""
-    places = tuple(p.strip() for p in text(name, raw).split(",") if p.strip())
-    for place in places:
-        if not place.startswith("unix:"):
-            addresses(name, place)
-        elif place == "unix:":
-            raise ConfigError(f"{name} must name a socket's path after unix:, got {raw!r}")
-    return places
-
-
-def origins(name: str, raw: str) -> str | tuple[str, ...]:
-    """``*`` or a comma-separated list of origins."""
-    value = text(name, raw)
-    if value == "*":
-        return value
-    listed = tuple(o.strip().rstrip("/") for o in value.split(",") if o.strip())
-    for origin in listed:
-        if not re.fullmatch(r"https?://[^/\s]+", origin):
-            raise ConfigError(f"{name} must be * or a comma-separated list of origins such as "
-                              f"https://www.example.com, got {origin!r}")
-    return listed
+from .parse import ConfigError as ConfigError  # the settings' error, where they are read
+from .parse import (
+    Parse,
+    addresses,
+    flag,
+    listen,
+    one_of,
+    optional,
+    origins,
+    text,
+    token,
+    topic_name,
+    topic_size,
+    topic_template,
+    whole,
+)
 
 
 def setting(variable: str, default: str, parse: Parse, meaning: str) -> Any:
@@ -207,6 +117,16 @@ class Settings:
         "COLLECTOR_PROXY_HOPS", "0", whole(0, 5), "proxies in front trusted for X-Forwarded-For")
     ready_max_age_ms: int = setting(
         "COLLECTOR_READY_MAX_AGE_MS", "10000", whole(1000, 600_000), "/readyz is 503 when Kafka is silent this long")
+    rejects_topic: str = setting(
+        "COLLECTOR_REJECTS_TOPIC", "collector.rejects", topic_name, "the one topic of refused events")
+    rejects_per_second: int = setting(
+        "COLLECTOR_REJECTS_PER_SECOND", "100", whole(0, 100_000), "refused events published a second, in all; 0: none")
+    rejects_per_account: int = setting(
+        "COLLECTOR_REJECTS_PER_ACCOUNT", "10", whole(1, 100_000), "refused events published a second, per account")
+    rejects_excerpt_bytes: int = setting(
+        "COLLECTOR_REJECTS_EXCERPT_BYTES", "1024", whole(0, 65_536), "bytes of a refused body kept; 0: none")
+    debug_token: str | None = setting(
+        "COLLECTOR_DEBUG_TOKEN", "", token, "the live debugger's token; unset: the debugger is off")
     docs: bool = setting("COLLECTOR_DOCS", "true", flag, "whether /docs serves the API reference")
     log_format: str = setting("COLLECTOR_LOG_FORMAT", "text", one_of("text", "json"), "the log lines' format")
     bind: tuple[str, ...] = setting("COLLECTOR_BIND", "127.0.0.1:8000", listen, "gunicorn's listen address")

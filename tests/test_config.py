@@ -34,6 +34,11 @@ ROOT = Path(__file__).resolve().parent.parent
     ("COLLECTOR_LOG_FORMAT", "json", "log_format", "json"),
     ("COLLECTOR_BIND", "0.0.0.0:8000,unix:/run/collector.sock", "bind", ("0.0.0.0:8000", "unix:/run/collector.sock")),
     ("WEB_CONCURRENCY", "8", "workers", 8),
+    ("COLLECTOR_REJECTS_TOPIC", "bad-rows", "rejects_topic", "bad-rows"),
+    ("COLLECTOR_REJECTS_PER_SECOND", "0", "rejects_per_second", 0),
+    ("COLLECTOR_REJECTS_EXCERPT_BYTES", "0", "rejects_excerpt_bytes", 0),
+    ("COLLECTOR_DEBUG_TOKEN", "", "debug_token", None),
+    ("COLLECTOR_DEBUG_TOKEN", "s3cret-s3cret-s3cret", "debug_token", "s3cret-s3cret-s3cret"),
 ])
 def test_good_values(variable, raw, field, value):
     assert getattr(Settings.from_env({variable: raw}), field) == value
@@ -62,6 +67,9 @@ def test_good_values(variable, raw, field, value):
     ("COLLECTOR_BIND", "unix:", "COLLECTOR_BIND must name a socket's path after unix:"),
     ("WEB_CONCURRENCY", "many", "WEB_CONCURRENCY must be a whole number, got 'many'"),
     ("WEB_CONCURRENCY", "0", "WEB_CONCURRENCY must be between 1 and 64, got 0"),
+    ("COLLECTOR_REJECTS_TOPIC", "events.{aid}", "COLLECTOR_REJECTS_TOPIC must be a legal Kafka topic name"),
+    ("COLLECTOR_REJECTS_PER_ACCOUNT", "0", "COLLECTOR_REJECTS_PER_ACCOUNT must be between 1 and 100000, got 0"),
+    ("COLLECTOR_DEBUG_TOKEN", "secret", "COLLECTOR_DEBUG_TOKEN must be 16 to 256 visible ASCII characters"),
 ])
 def test_bad_values_are_refused_by_name(variable, raw, message):
     with pytest.raises(ConfigError) as refused:
