@@ -64,7 +64,7 @@ class Found:
         """Wait up to ``timeout`` seconds for the reader; then what it read so far, and why not the rest."""
         finished = self.done.wait(timeout)
         with self.lock:
-            error = self.error or (None if finished else f"Kafka did not answer within {timeout:g} s")
+            error = self.error or (None if finished else f"Kafka did not answer within {BUDGET_S:g} s")
             return self.events, self.rejects, error
 
 
@@ -99,7 +99,7 @@ def start(settings: Settings, make_consumer: Callable[..., Any], account: str, t
                  [("events", topic, EVENTS_SCAN, match.event), ("rejects", settings.rejects_topic, REJECTS_SCAN,
                                                                 match.reject)])
         except Exception as exc:  # noqa: BLE001 - whatever it is, the page says it
-            found.fail(f"cannot read Kafka: {type(exc).__name__}: {exc}")
+            found.fail(f"cannot read Kafka: {str(exc) or type(exc).__name__}")
         finally:
             os.close(fd)
             found.done.set()
