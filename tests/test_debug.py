@@ -44,7 +44,8 @@ def reject(n: int, aid: str = "1", tid: str = "1") -> tuple[int, bytes, bytes]:
 def test_the_debugger_is_off_unless_its_token_is_set(make_app, path):
     answer = make_app().test_client().get(path, headers=BEARER)
     assert answer.status_code == 404
-    assert answer.get_json() == {"code": 404, "message": "the live debugger is off: set COLLECTOR_DEBUG_TOKEN to turn it on"}
+    assert answer.get_json() == {"code": 404,
+                                 "message": "the live debugger is off: set COLLECTOR_DEBUG_TOKEN to turn it on"}
     assert FakeKafkaConsumer.made == []
 
 
