@@ -17,7 +17,8 @@ from .delivery import get_pipeline
 from .errors import APIError
 
 bp = Blueprint("debug", __name__)
-REFRESH_MS = 2000
+REFRESH_MS = 1000  # the page's tick; a read costs a worker about 10 ms
+BACK_OFF_MS = 5000  # the tick after Kafka did not answer (503), which held a worker up to WAIT_S
 WAIT_S = readback.BUDGET_S + 0.2  # the reader's calls time out at its budget: a little more to hear so
 #: Where the caller's values end up, only ever as text (textContent); where script comes from, only this page.
 PAGE_POLICY = ("default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; connect-src 'self'; "
@@ -64,11 +65,11 @@ def unauthorized(message: str) -> APIError:
 
 @bp.get("/debug/<aid>/<tid>")
 def page(aid: str, tid: str) -> Response:
-    """The live debugger's page: the tracker's last events and rejects, newest first, refreshed every 2 s."""
+    """The live debugger's page: the tracker's last events and rejects, newest first, refreshed every second."""
     account, tracker = authorized(aid, tid)
     nonce = secrets.token_urlsafe(16)
     response = Response(render_template_string(PAGE, account=account, tracker=tracker, nonce=nonce,
-                                                refresh_ms=REFRESH_MS), mimetype="text/html")
+                                                refresh_ms=REFRESH_MS, back_off_ms=BACK_OFF_MS), mimetype="text/html")
     response.headers["Content-Security-Policy"] = PAGE_POLICY.format(nonce=nonce)
     return response
 
@@ -168,6 +169,7 @@ function status(message, error) {
   line.textContent = message;
   line.className = error ? "error" : "";
 }
+// Whether the collector answered well enough to ask again at the usual tick.
 async function refresh() {
   let answer, body = null;
   try {
@@ -176,16 +178,19 @@ async function refresh() {
   } catch (e) {
     if (!answer) return status("cannot reach the collector: " + e, true);
   }
-  if (!answer.ok) return status(answer.status + ": " + (body && body.message || answer.statusText), true);
+  if (!answer.ok) {
+    status(answer.status + ": " + (body && body.message || answer.statusText), true);
+    return answer.status !== 503;
+  }
   show("events", body.events, eventItem, "no events of this tracker yet");
   if (body.rejects) show("rejects", body.rejects, rejectItem, "no rejects of this tracker");
   const rejects = body.rejects ? body.rejects.length + " rejects" : "rejects not read";
   status("updated " + new Date().toLocaleTimeString() + ": " + body.events.length + " events, " + rejects +
          (body.note ? " (" + body.note + ")" : ""));
+  return true;
 }
 async function loop() {
-  await refresh();
-  setTimeout(loop, {{ refresh_ms }});
+  setTimeout(loop, await refresh() ? {{ refresh_ms }} : {{ back_off_ms }});
 }
 loop();
 </script>
