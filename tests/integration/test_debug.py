@@ -139,3 +139,5 @@ def test_a_reject_shows_with_its_reasons_and_its_body_only_as_text(chromium, deb
     assert body in shown, "the body as text, tags and all"
     assert chromium.find_elements(By.ID, f"pwned-{marker}") == [] and chromium.title != "pwned"
     assert section(chromium, "events") == "no events of this tracker yet"
+    log = debugger.log.read_text()
+    assert f"GET /debug/{aid}/1?token=… HTTP/1.1" in log and TOKEN not in log, "the token never reaches the log"
