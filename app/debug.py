@@ -184,8 +184,9 @@ async function refresh() {
   }
   show("events", body.events, eventItem, "no events of this tracker yet");
   if (body.rejects) show("rejects", body.rejects, rejectItem, "no rejects of this tracker");
-  const rejects = body.rejects ? body.rejects.length + " rejects" : "rejects not read";
-  status("updated " + new Date().toLocaleTimeString() + ": " + body.events.length + " events, " + rejects +
+  const count = (items, noun) => items.length + " " + noun + (items.length === 1 ? "" : "s");
+  const rejects = body.rejects ? count(body.rejects, "reject") : "rejects not read";
+  status("updated " + new Date().toLocaleTimeString() + ": " + count(body.events, "event") + ", " + rejects +
          (body.note ? " (" + body.note + ")" : ""));
   return true;
 }
