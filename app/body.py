@@ -14,6 +14,9 @@ from .errors import APIError
 
 FORM = "application/x-www-form-urlencoded"
 #: Content-Type values taken without parsing them (what curl, fetch and sendBeacon send).
+#: Where a request's environ keeps its body once read (inflated when it could be), for a reject's
+#: excerpt: None while a read failed.
+BODY = "collector.body"
 PLAIN_TYPES = frozenset({"", "application/json", "text/plain", "text/plain;charset=UTF-8",
                          "application/json; charset=utf-8", "application/json;charset=UTF-8"})
 
@@ -43,7 +46,7 @@ def read_body(req: Request, limit: int, timeout: int) -> Any:
         raise APIError(415, f"Content-Encoding must be gzip, deflate or identity, not {encoding}")
     data = read_raw_body(req, limit, timeout)
     if encoding != "identity":
-        data = inflate(data, encoding, limit)
+        data = environ[BODY] = inflate(data, encoding, limit)
     if not data:
         raise APIError(400, "the body is empty: send the event as a JSON object")
     try:
@@ -66,21 +69,46 @@ def read_raw_body(req: Request, limit: int, timeout: int) -> bytes:
     if length is not None and length > limit:
         raise APIError(413, f"the body is larger than the limit of {limit} bytes")
     if length is None and not environ.get("wsgi.input_terminated"):
+        environ[BODY] = b""
         return b""  # no length, and a server that cannot tell where the body ends
-    sock = environ.get("gunicorn.socket")
-    if sock is not None:  # a client that stops sending mid-body frees the worker after this
-        # The kernel's receive timeout rather than settimeout's, which turns the socket
-        # non-blocking and makes every later send of the answer poll first.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", *divmod(timeout * 1000, 1_000_000)))
+    time_out(environ, timeout)
+    environ[BODY] = None
     try:
         data: bytes = environ["wsgi.input"].read(limit + 1 if length is None else length)
     except OSError:
         raise APIError(408, f"the body ended early or did not arrive within {timeout} ms") from None
+    environ[BODY] = data
     if len(data) > limit:
         raise APIError(413, f"the body is larger than the limit of {limit} bytes")
     if length is not None and len(data) < length:
         raise APIError(408, f"the body ended early or did not arrive within {timeout} ms")
     return data
+
+
+def time_out(environ: dict[str, Any], timeout: int) -> None:
+    """Let a read of the body wait at most ``timeout`` ms: a client that stops sending mid-body
+    frees the worker after this."""
+    if (sock := environ.get("gunicorn.socket")) is not None:
+        # The kernel's receive timeout rather than settimeout's, which turns the socket
+        # non-blocking and makes every later send of the answer poll first.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", *divmod(timeout * 1000, 1_000_000)))
+
+
+def peek(req: Request, size: int, timeout: int) -> tuple[bytes | None, int | None]:
+    """A refused request's body, as read (inflated) or else its first ``size`` bytes read now,
+    and the body's whole size: None where a read failed or the size is not known."""
+    environ = req.environ
+    if BODY in environ:
+        data = environ[BODY]
+        return data, None if data is None else len(data)
+    environ[BODY] = None
+    length = req.content_length
+    time_out(environ, timeout)
+    try:
+        data = environ["wsgi.input"].read(size if length is None else min(size, length))
+    except OSError:
+        return None, length
+    return data, length
 
 
 def inflate(data: bytes, encoding: str, limit: int) -> bytes:

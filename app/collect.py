@@ -1,6 +1,8 @@
 """The collect routes: read the body, curate it into events, queue them, answer."""
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import orjson
@@ -15,6 +17,7 @@ from .errors import APIError
 from .event import Limits, make_event, new_event_id
 from .ids import ID_MESSAGE, canonical_id
 from .registry import Registry, get_registry
+from .rejects import Rejects, get_rejects
 from .vendors import Vendors, unregistered
 
 bp = Blueprint("collect", __name__)
@@ -42,6 +45,7 @@ class View(NamedTuple):
     limits: Limits
     registry: Registry | None
     pipeline: Pipeline
+    rejects: Rejects
 
 
 def init_app(app: Flask) -> None:
@@ -56,7 +60,7 @@ def get_view() -> View:
         s = get_settings()
         view = current_app.extensions[EXTENSION] = View(
             s.cors_origins, s.max_body_bytes, s.body_timeout_ms, s.max_batch, Limits.of(s), get_registry(),
-            get_pipeline())
+            get_pipeline(), get_rejects())
     return view
 
 
@@ -141,7 +145,22 @@ def queue(pipeline: Pipeline, events: list[dict[str, Any]]) -> None:
         raise APIError(503, f"{what} tracked: {exc}", headers={"Retry-After": "1"}) from None
 
 
+def refusing(view: Callable[[str, str], Response]) -> Callable[[str, str], Response]:
+    """A collect route whose refusals (4xx) also go to the rejects stream."""
+    @functools.wraps(view)
+    def route(aid: str, tid: str) -> Response:
+        try:
+            return view(aid, tid)
+        except APIError as exc:
+            if exc.code is not None and 400 <= exc.code < 500:
+                get_view().rejects.refused(request, aid, tid, exc.code, exc.description or "", exc.errors)
+            raise
+
+    return route
+
+
 @bp.post("/collect/<aid>/<tid>/event")
+@refusing
 def track(aid: str, tid: str) -> Response:
     """Track one event: ``204`` once it is queued, a JSON error saying what is wrong otherwise."""
     event_id = new_event_id()
@@ -162,6 +181,7 @@ def track(aid: str, tid: str) -> Response:
 
 
 @bp.post("/collect/<aid>/<tid>/events")
+@refusing
 def track_batch(aid: str, tid: str) -> Response:
     """Track a JSON array of events, each on its own: ``200`` with how many were accepted and
     why each other one was rejected; none is queued if the collector cannot keep them all."""
@@ -189,4 +209,8 @@ def track_batch(aid: str, tid: str) -> Response:
         return records_answer({**answer, "events": [shown(call.view.pipeline, e) for e in events]})
     if events:
         queue(call.view.pipeline, events)
+    for refusal in rejected:
+        index, errors = refusal["index"], refusal["errors"]
+        call.view.rejects.refused(call.request, aid, tid, 400, f"the event was not tracked: {_summary(errors)}",
+                                  errors, body[index], index)
     return jsonify(answer)

@@ -81,6 +81,18 @@ class Pipeline:
             raise Unavailable(f"the log on disk cannot keep it ({exc})") from None
         metrics.count(metrics.ACCEPTED, len(events))
 
+    def keep(self, records: list[Record]) -> bool:
+        """Append records other than events (rejects) to the log; whether it could keep them."""
+        if self._pid != os.getpid():
+            self.start()
+        if self._closing:
+            return False
+        try:
+            self.log.append(records, sync=self.fsync_each)
+        except (LogFull, OSError):
+            return False
+        return True
+
     def unready(self) -> str | None:
         """Why this worker is not ready, or None; never blocks."""
         if self._pid != os.getpid():

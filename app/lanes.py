@@ -20,6 +20,7 @@ from .topics import Topics
 
 if TYPE_CHECKING:
     from .config import Settings
+    from .segment import Record
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ class Lanes:
         self.stall_s = settings.kafka_delivery_timeout_ms / 1000
         self.max_block_s = settings.kafka_max_block_ms / 1000
         self.dead_after_s = settings.dead_letter_after_ms / 1000
+        self.rejects_topic = settings.rejects_topic  # its records are counted apart from events
         self.heard = 0.0  # monotonic time of Kafka's last acknowledgement (read by readiness)
         self.delivered = 0  # events Kafka acknowledged, in all (read by the drain command)
         self.producer: Any = None
@@ -120,7 +122,7 @@ class Lanes:
 
     def settle(self, now: float) -> None:
         """Take in Kafka's answers: delivered, refused for good (dead letters), or to retry."""
-        delivered: list[float] = []  # how long each delivered record took
+        delivered: list[tuple[Record, float]] = []  # each delivered record, and when Kafka acknowledged it
         while self._outcomes:
             generation, entry, exc, acknowledged = self._outcomes.popleft()
             if generation != self._generation or entry.settled:
@@ -130,7 +132,7 @@ class Lanes:
             if exc is None:
                 self._settled(entry)
                 lane.delivered()
-                delivered.append(acknowledged - entry.record.accepted_at)
+                delivered.append((entry.record, acknowledged))
             elif refused(exc):
                 self._dead(lane, repr(exc), now, [entry])
             else:
@@ -140,9 +142,7 @@ class Lanes:
                 self.topics.forget(entry.record.topic)
         if delivered:
             self.heard = now
-            self.delivered += len(delivered)
-            metrics.DELIVERED.inc(len(delivered))
-            metrics.observe(metrics.DELIVERY_SECONDS, delivered)
+            self.delivered += counted(delivered, self.rejects_topic)
 
     def _settled(self, entry: Entry) -> None:
         entry.settled = True
@@ -184,6 +184,18 @@ class Lanes:
         for entry in buried:
             self._settled(entry)
         return bool(buried)
+
+
+def counted(delivered: list[tuple[Record, float]], rejects_topic: str) -> int:
+    """Count delivered records in the metrics, the rejects apart from the events (their latency
+    is the events'); how many were events."""
+    latencies = [acknowledged - r.accepted_at for r, acknowledged in delivered if r.topic != rejects_topic]
+    if len(latencies) < len(delivered):
+        metrics.REJECTS_DELIVERED.inc(len(delivered) - len(latencies))
+    if latencies:
+        metrics.DELIVERED.inc(len(latencies))
+        metrics.observe(metrics.DELIVERY_SECONDS, latencies)
+    return len(latencies)
 
 
 class DeadLetters:

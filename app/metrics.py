@@ -29,6 +29,12 @@ DELIVERED = EVENTS.labels("delivered")  # acknowledged by Kafka
 FAILED = EVENTS.labels("failed")  # a delivery Kafka failed and the sender will retry
 DEAD_LETTER = EVENTS.labels("dead_letter")  # refused by Kafka for good, or failing too long: in dead-letter/
 LOST = EVENTS.labels("lost")  # damaged records found in the log: should stay 0
+REJECTS = Counter("collector_rejects", "Refused events, by what became of their record on the rejects topic",
+                  ["outcome"])
+REJECTS_PUBLISHED = REJECTS.labels("published")  # written to the log for the rejects topic
+REJECTS_SAMPLED_OUT = REJECTS.labels("sampled_out")  # over COLLECTOR_REJECTS_PER_SECOND or _PER_ACCOUNT
+REJECTS_DROPPED = REJECTS.labels("dropped")  # the log could not keep it (full, or unwritable)
+REJECTS_DELIVERED = REJECTS.labels("delivered")  # acknowledged by Kafka
 DELIVERY_SECONDS = Histogram(
     "collector_delivery_seconds", "From the 204 to Kafka's acknowledgement",
     buckets=(0.0025, 0.005, 0.01, 0.015, 0.025, 0.035, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),

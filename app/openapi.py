@@ -9,7 +9,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify
 
 from .config import Settings, get_settings
 from .ids import ID_PATTERN
-from .schemas import BatchAnswerSchema, ErrorSchema, EventSchema, Number, RecordSchema
+from .schemas import BatchAnswerSchema, ErrorSchema, EventSchema, Number, RecordSchema, RejectSchema
 
 bp = Blueprint("openapi", __name__)
 EXTENSION = "collector.openapi"
@@ -35,6 +35,10 @@ ERRORS: dict[int, tuple[str, dict[str, Any]]] = {
 #: lists vendors, it is refused (400) until edited.
 EXAMPLE = {"action": "View", "object": "page", "vendor": "Example Vendor", "product": "Example Product",
            "instance_id": "docs-example-1", "label": "pricing page viewed", "page": "/pricing"}
+DESCRIPTION = ("Tracks events: POST them, they are queued on the account's Kafka topic (each as the schema "
+               "Record shows). Every event refused (an answer 4xx, a batch's rejected item) is also a record on the "
+               "one topic {topic}, keyed by the account id as sent, its value the schema Reject; rate-limited "
+               "(COLLECTOR_REJECTS_PER_SECOND, COLLECTOR_REJECTS_PER_ACCOUNT).")
 TAGS = [{"name": "collect", "description": "Send events: each is queued on its account's Kafka topic"},
         {"name": "operations", "description": "For the people who run the collector: health, metrics, this "
                                               "document"}]
@@ -55,9 +59,10 @@ def build(settings: Settings) -> dict[str, Any]:
     """The document, from the schemas and the settings."""
     plugin = MarshmallowPlugin()
     spec = APISpec("collector", "1", "3.1.0", plugins=[plugin], tags=TAGS,
-                   info={"description": "Tracks events: POST them, they are queued on the account's Kafka topic."})
+                   info={"description": DESCRIPTION.format(topic=settings.rejects_topic)})
     plugin.map_to_openapi_type(Number, "number", None)
-    for name, schema in (("Error", ErrorSchema), ("Record", RecordSchema), ("BatchAnswer", BatchAnswerSchema)):
+    for name, schema in (("Error", ErrorSchema), ("Record", RecordSchema), ("BatchAnswer", BatchAnswerSchema),
+                         ("Reject", RejectSchema)):
         spec.components.schema(name, schema=schema)
     spec.components.schema("Event", schema=EventSchema)
     event = _event(spec.to_dict()["components"]["schemas"]["Event"], settings)

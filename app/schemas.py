@@ -135,3 +135,28 @@ class BatchAnswerSchema(Schema):
     accepted = fields.Integer(required=True, metadata=_about("how many were queued", 1))
     rejected = fields.List(fields.Nested(RejectedSchema), required=True)
     events = fields.List(fields.Nested(RecordSchema), metadata={"description": "with ?validate=true"})
+
+
+def _may_be_null(description: str, example: Any) -> dict[str, Any]:
+    return {"required": True, "allow_none": True, "metadata": _about(description, example)}
+
+
+class RejectSchema(Schema):
+    """A refused event: the value of its record on the rejects topic (COLLECTOR_REJECTS_TOPIC), as JSON."""
+
+    received_at = fields.String(required=True, metadata=_about("RFC 3339, UTC, ms", "2026-11-29T23:40:00.718Z"))
+    aid = fields.String(required=True, metadata=_about("the path's account id, as sent (the record's key)", "1"))
+    tid = fields.String(required=True, metadata=_about("the path's tracker id, as sent", "1"))
+    path = fields.String(required=True, metadata={"example": "/collect/1/1/event"})
+    status = fields.Integer(required=True, metadata=_about("the answer's status; 400 for a batch's item", 400))
+    message = fields.String(required=True, metadata={"example": "the event was not tracked: action is required"})
+    errors = fields.Dict(**_may_be_null("why, by field; null when no field is at fault", {"action": ["is required"]}))
+    index = fields.Integer(**_may_be_null("a refused item's place in its batch; null for a request", None))
+    user_agent = fields.String(**_may_be_null("null when not sent", "sensor/2.1"))
+    origin = fields.String(**_may_be_null("the browser's Origin; null when not sent", None))
+    ip = fields.String(required=True, metadata=_about("the client's address (COLLECTOR_PROXY_HOPS)", "203.0.113.7"))
+    body = fields.String(allow_none=True, metadata=_about(
+        "the body's first COLLECTOR_REJECTS_EXCERPT_BYTES as text (a batch item's own JSON); absent with 0; "
+        "null when it could not be read", '{"object": "form", "vendor": "Vendor A"}'))
+    body_bytes = fields.Integer(allow_none=True, metadata=_about("the whole body's size; absent with "
+                                                                 "COLLECTOR_REJECTS_EXCERPT_BYTES=0", 40))

@@ -23,6 +23,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from app.config import get_settings
 from app.delivery import Pipeline, get_pipeline
 from app.reader import records_in
 from app.segment import Record, Segment
@@ -176,13 +177,15 @@ def settled(pipeline: Pipeline) -> None:
                what="every event acknowledged")
 
 
-def sent_by(app: Flask) -> list[dict[str, Any]]:
-    """The records ``app`` handed to Kafka so far, once nothing is pending: topic, key, value."""
+def sent_by(app: Flask, rejects: bool = False) -> list[dict[str, Any]]:
+    """The event records ``app`` handed to Kafka so far, once nothing is pending: topic, key,
+    value; with ``rejects``, those of the rejects topic instead."""
     pipeline: Pipeline = get_pipeline(app)
     if pipeline.unready() == "not started":
         return []
     settled(pipeline)
-    return records(pipeline.sender.producer)
+    topic = get_settings(app).rejects_topic
+    return [r for r in records(pipeline.sender.producer) if (r["topic"] == topic) == rejects]
 
 
 def started(app: Flask) -> tuple[FlaskClient, Pipeline]:

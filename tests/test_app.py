@@ -61,6 +61,7 @@ def test_two_apps_share_no_state(make_app, tmp_path):
     assert small.test_client().post("/collect/1/1/event", json=EVENT).status_code == 204
     assert [r["topic"] for r in sent_by(large)] == ["events.1"] * 3
     assert [r["topic"] for r in sent_by(small)] == ["small.1"]
+    assert [r["value"]["status"] for r in sent_by(small, rejects=True)] == [400]  # the refused batch
     assert get_pipeline(small).log.dir != get_pipeline(large).log.dir
     batches = [get_document(a)["paths"]["/collect/{aid}/{tid}/events"]["post"]["requestBody"]["content"]
                ["application/json"]["schema"]["maxItems"] for a in (large, small)]

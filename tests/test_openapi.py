@@ -46,7 +46,8 @@ def test_the_document_takes_the_ids_the_route_takes(client, aid):
 def test_the_schemas_are_named_and_the_operations_tagged(client):
     document = client.get("/openapi.json").get_json()
     assert sorted(document["components"]["schemas"]) == [
-        "BatchAnswer", "Context", "Error", "Event", "InternalEvent", "Property", "Record", "Rejected"]
+        "BatchAnswer", "Context", "Error", "Event", "InternalEvent", "Property", "Record", "Reject",
+        "Rejected"]
     assert [tag["name"] for tag in document["tags"]] == ["collect", "operations"]
     tags = {path: [op["tags"] for method, op in item.items() if method != "parameters"]
             for path, item in document["paths"].items()}

@@ -57,4 +57,6 @@ def test_metrics_count_requests_by_route_and_events_by_outcome(client, sent):
     assert delta('collector_events_total{outcome="accepted"}') == 3
     assert delta('collector_events_total{outcome="delivered"}') == 3
     assert delta("collector_delivery_seconds_count") == 3
+    assert delta('collector_rejects_total{outcome="published"}') == 2, "the 400 and the 404, not the 405"
+    assert delta('collector_rejects_total{outcome="delivered"}') == 2, "apart from the events"
     assert "evil-path" not in after  # no label holds what a caller sent
