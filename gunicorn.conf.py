@@ -66,9 +66,10 @@ logconfig_dict = {
         # kafka-python logs every reconnect attempt as an error; the collector logs what it does about it.
         "kafka": {"level": "CRITICAL"},
         "gunicorn.error": {"level": "INFO", "handlers": ["console"], "propagate": False},
-        "gunicorn.access": {"level": "INFO", "handlers": ["console"], "propagate": False},
+        # The live debugger's page is opened with ?token=: it never reaches the log.
+        "gunicorn.access": {"level": "INFO", "handlers": ["console"], "propagate": False, "filters": ["no_token"]},
     },
-    "filters": {"one_line": {"()": "app.logs.OneLine"}},
+    "filters": {"one_line": {"()": "app.logs.OneLine"}, "no_token": {"()": "app.logs.NoToken"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json" if _json else "plain",
                              "filters": ["one_line"]}},
     "formatters": {

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import collect, config, cors, delivery, docs, errors, openapi, ops, proxy, registry, rejects
+from . import collect, config, cors, debug, delivery, docs, errors, openapi, ops, proxy, registry, rejects
 from .config import Settings
 from .kafka_client import KAFKA, Clients
 
 #: The parts that need only the app; their order is free (each reads the settings, and any other
 #: part through its accessor when a request needs it).
-PARTS = (errors, registry, cors, collect, rejects, ops, openapi, docs, proxy)
+PARTS = (errors, registry, cors, collect, rejects, ops, openapi, docs, proxy, debug)
 
 
 def create_app(settings: Settings | None = None, clients: Clients = KAFKA) -> Flask:

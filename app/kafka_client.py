@@ -1,6 +1,6 @@
 """kafka-python, as the collector uses it: the producer, the admin client, what an error means.
 
-The one module that imports ``kafka``.
+The one module that imports ``kafka``; ``TopicPartition`` is passed on from here.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from kafka import KafkaAdminClient, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition  # noqa: F401 - for readback.py
 from kafka.admin import NewTopic
 from kafka.errors import IllegalStateError, KafkaError, KafkaTimeoutError, UnknownError
 from kafka.net.compat import KafkaNetClient
@@ -114,14 +114,36 @@ def new_admin(**configs: Any) -> Any:
         raise
 
 
+def new_consumer(**configs: Any) -> Any:
+    """A kafka-python consumer (the live debugger's) that never asks the broker to create a topic."""
+    consumer = KafkaConsumer(**configs)
+    # As in new_producer: 3.0.12 builds its cluster metadata without allow_auto_create_topics.
+    consumer._cluster.config["allow_auto_create_topics"] = False
+    return consumer
+
+
+def known_partitions(consumer: Any, topics: list[str], timeout_ms: int) -> dict[str, set[int]]:
+    """The partitions of those of ``topics`` that exist, asked in one metadata request that
+    creates none and waits at most ``timeout_ms`` (KafkaTimeoutError then); kafka-python's own
+    partitions_for_topic has no timeout. (Private API, hence the pinned version; a fake consumer
+    has no ``_cluster`` and answers partitions_for_topic itself.)"""
+    cluster = getattr(consumer, "_cluster", None)
+    if cluster is not None:
+        cluster.set_topics(topics)
+        consumer._net.run(consumer._manager.wait_for, cluster.request_update(), timeout_ms)
+    answers = {topic: (cluster or consumer).partitions_for_topic(topic) for topic in topics}
+    return {topic: set(partitions) for topic, partitions in answers.items() if partitions}
+
+
 class Clients(NamedTuple):
     """How the collector makes its Kafka clients: the seam where tests put fakes."""
 
     producer: Callable[..., Any]  # (**producer_configs) -> a KafkaProducer
     admin: Callable[..., Any]  # (**producer_configs) -> a KafkaAdminClient
+    consumer: Callable[..., Any] = new_consumer  # (**readback.consumer_configs) -> a KafkaConsumer
 
 
-KAFKA = Clients(new_producer, new_admin)
+KAFKA = Clients(new_producer, new_admin, new_consumer)
 
 
 def create_topics(admin: Any, topics: list[str], partitions: int, replication: int) -> dict[str, str | None]:

@@ -1,8 +1,10 @@
-"""Logging helpers: a filter that keeps every record on one line, a warning that repeats logged
+"""Logging helpers: a filter that keeps every record on one line, one that keeps the debugger's
+token out of the access log, a warning that repeats logged
 once a minute with a count, and counted nouns ("1 event", "2 events")."""
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -17,6 +19,19 @@ class OneLine(logging.Filter):
         if not message.isprintable():
             record.msg = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
             record.args = None
+        return True
+
+
+SECRET_QUERY = re.compile(r"([?&]token=)[^&\s\"]*")
+
+
+class NoToken(logging.Filter):
+    """Blank a ``token=`` in the query of a request the access log shows (the live debugger's page
+    is opened with ``?token=``, a secret); gunicorn passes the request's parts as a dict."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, dict) and "token=" in str(record.args.get("q", "")):
+            record.args = {k: SECRET_QUERY.sub(r"\1…", v) if isinstance(v, str) else v for k, v in record.args.items()}
         return True
 
 

@@ -19,7 +19,7 @@ from app.config import Settings
 from app.delivery import get_pipeline
 from dev.broker import Broker
 from dev.events import read_records
-from tests.fakes import FAKE_KAFKA, FakeKafkaAdmin
+from tests.fakes import FAKE_KAFKA, FakeKafkaAdmin, FakeKafkaConsumer
 from tests.helpers import VENDORS, Collector, replace_file, sent_by
 
 INTEGRATION = Path(__file__).resolve().parent / "integration"
@@ -42,8 +42,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture
 def fake_cluster() -> type[FakeKafkaAdmin]:
-    """The fake Kafka cluster, empty: the topics created through ``FakeKafkaAdmin``, and those missing."""
+    """The fake Kafka cluster, empty: the topics created through ``FakeKafkaAdmin``, and those missing;
+    no records for ``FakeKafkaConsumer``."""
     FakeKafkaAdmin.reset()
+    FakeKafkaConsumer.reset()
     return FakeKafkaAdmin
 
 

@@ -6,7 +6,7 @@ import os
 import socket
 import threading
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from kafka.errors import IllegalStateError, KafkaTimeoutError
 from kafka.future import Future
@@ -131,7 +131,88 @@ class FakeKafkaAdmin:
         pass
 
 
-FAKE_KAFKA = Clients(FakeKafkaProducer, FakeKafkaAdmin)
+class FakeRecord(NamedTuple):
+    """A record as kafka-python's consumer gives it, the fields the debugger reads."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+
+
+class FakeKafkaConsumer:
+    """kafka-python's consumer, as the live debugger reads with it: the cluster is the class's.
+
+    ``topics``: topic -> partition -> its (timestamp, key, value) records; ``end_short``: how many
+    records short of the true end its end offsets are (as the embedded broker's were);
+    ``stalled``: topics whose offsets and fetches wait until ``thaw`` is set (a broker that stopped
+    answering after their metadata).
+    A poll gives at most 3 records a partition, so that reading takes several."""
+
+    topics: dict[str, dict[int, list[tuple[int, bytes | None, bytes | None]]]] = {}
+    end_short = 0
+    stalled: set[str] = set()
+    thaw = threading.Event()
+    made: list[FakeKafkaConsumer] = []
+
+    @classmethod
+    def reset(cls) -> None:
+        cls.thaw.set()  # a reader left waiting from a test before goes
+        cls.topics, cls.end_short, cls.stalled, cls.thaw, cls.made = {}, 0, set(), threading.Event(), []
+
+    def __init__(self, **configs: Any) -> None:
+        self.configs = configs
+        self.positions: dict[Any, int] = {}
+        self.highwaters: dict[Any, int] = {}
+        self.closed = False
+        self.made.append(self)
+
+    def _call(self, topics: set[str]) -> None:
+        if topics & self.stalled:
+            self.thaw.wait()
+
+    def partitions_for_topic(self, topic: str) -> set[int] | None:
+        return set(self.topics[topic]) if topic in self.topics else None
+
+    def end_offsets(self, tps: list[Any], timeout_ms: int | None = None) -> dict[Any, int]:
+        self._call({tp.topic for tp in tps})
+        return {tp: max(0, len(self.topics[tp.topic][tp.partition]) - self.end_short) for tp in tps}
+
+    def beginning_offsets(self, tps: list[Any], timeout_ms: int | None = None) -> dict[Any, int]:
+        return {tp: 0 for tp in tps}
+
+    def assign(self, tps: list[Any]) -> None:
+        self.positions = {tp: 0 for tp in tps}
+
+    def seek(self, tp: Any, offset: int) -> None:
+        self.positions[tp] = offset
+
+    def position(self, tp: Any, timeout_ms: int | None = None) -> int:
+        return self.positions[tp]
+
+    def highwater(self, tp: Any) -> int | None:
+        return self.highwaters.get(tp)
+
+    def poll(self, timeout_ms: int = 0, max_records: int | None = None) -> dict[Any, list[FakeRecord]]:
+        self._call({tp.topic for tp in self.positions})
+        batch = {}
+        for tp, position in self.positions.items():
+            held = self.topics[tp.topic][tp.partition]
+            self.highwaters[tp] = len(held)
+            end = min(position + 3, len(held))
+            records = [FakeRecord(tp.topic, tp.partition, n, *held[n]) for n in range(position, end)]
+            if records:
+                batch[tp] = records
+                self.positions[tp] = records[-1].offset + 1
+        return batch
+
+    def close(self, timeout_ms: int | None = None) -> None:
+        self.closed = True
+
+
+FAKE_KAFKA = Clients(FakeKafkaProducer, FakeKafkaAdmin, FakeKafkaConsumer)
 
 
 class SilentBroker:

@@ -25,7 +25,9 @@ from app.kafka_client import (
     close_now,
     create_topics,
     forget_topics,
+    known_partitions,
     new_admin,
+    new_consumer,
     new_producer,
     producer_broken,
     producer_configs,
@@ -34,7 +36,7 @@ from app.kafka_client import (
     with_metadata,
 )
 from dev.broker import free_port
-from tests.fakes import SilentBroker, kafka_resources, left_open
+from tests.fakes import FakeKafkaConsumer, SilentBroker, kafka_resources, left_open
 from tests.helpers import wait_until
 
 
@@ -154,3 +156,24 @@ def test_a_key_goes_where_kafka_pythons_default_partitioner_sends_it_and_one_par
             cluster.available_partitions_for_topic = cluster.partitions_for_topic  # type: ignore[attr-defined]
             assert ours.partition("t", key, key, None, b"", cluster) == theirs.partition("t", key, key, None, b"",
                                                                                             cluster)
+
+
+def test_the_debuggers_consumer_never_asks_for_a_topic_to_be_created_nor_waits_to_be_made():
+    """kafka-python 3.0.12 builds the consumer's metadata without allow_auto_create_topics too
+    (integration/test_debug.py shows that no topic is created)."""
+    before = kafka_resources()
+    with SilentBroker() as broker:
+        consumer = new_consumer(bootstrap_servers=broker.servers, api_version=(3, 9), group_id=None)
+        try:
+            assert consumer._cluster.config["allow_auto_create_topics"] is False
+            assert consumer._cluster.metadata_request().allow_auto_topic_creation is False
+            with pytest.raises(KafkaTimeoutError):
+                known_partitions(consumer, ["events.1"], timeout_ms=100)
+        finally:
+            consumer.close()
+    assert left_open(before) == (0, 0)
+
+
+def test_known_partitions_are_those_of_the_topics_that_exist(fake_cluster):
+    FakeKafkaConsumer.topics = {"events.1": {0: [], 1: []}, "empty": {}}
+    assert known_partitions(FakeKafkaConsumer(), ["events.1", "events.2", "empty"], 100) == {"events.1": {0, 1}}

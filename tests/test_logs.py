@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from app.logs import OneLine, Throttle, plural
+from app.logs import NoToken, OneLine, Throttle, plural
 
 
 @pytest.mark.parametrize(("message", "args", "shown"), [
@@ -81,3 +81,16 @@ def test_messages_of_different_formats_are_throttled_apart(caplog):
             throttle.error("another thing: %s", "b")
     assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
         ("WARNING", "one thing: a"), ("ERROR", "another thing: b")]
+
+
+@pytest.mark.parametrize(("query", "shown"), [
+    ("token=s3cret-s3cret-s3cret", "token=…"),
+    ("a=1&token=s3cret&b=2", "a=1&token=…&b=2"),
+    ("validate=true", "validate=true"),
+])
+def test_the_debuggers_token_never_reaches_the_access_log(query, shown):
+    """As gunicorn logs a request: its parts in a dict (``r`` the request line, ``q`` the query)."""
+    atoms = {"h": "127.0.0.1", "r": f"GET /debug/1/1?{query} HTTP/1.1", "q": query, "s": "200"}
+    record = logging.LogRecord("gunicorn.access", logging.INFO, __file__, 1, '%(h)s "%(r)s" %(s)s', (atoms,), None)
+    assert NoToken().filter(record) is True
+    assert record.getMessage() == f'127.0.0.1 "GET /debug/1/1?{shown} HTTP/1.1" 200'

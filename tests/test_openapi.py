@@ -16,9 +16,9 @@ def test_the_document_and_the_routes_agree(app):
     documented = {(re.sub(r"\{(\w+)\}", r"<\1>", path), method.upper())
                   for path, item in document["paths"].items() for method in item if method != "parameters"}
     registered = {(rule.rule, method) for rule in app.url_map.iter_rules()
-                  for method in rule.methods - {"HEAD", "OPTIONS"} if not rule.endpoint.startswith("docs.")}
-    assert documented == registered, "every API operation; not /docs and its files, the page's own"
-    assert not [path for path in document["paths"] if path.startswith("/docs")]
+                  for method in rule.methods - {"HEAD", "OPTIONS"} if not rule.endpoint.startswith(("docs.", "debug."))}
+    assert documented == registered, "every API operation; not /docs and its files, nor the live debugger (docs/api.md)"
+    assert not [path for path in document["paths"] if path.startswith(("/docs", "/debug"))]
 
 
 def test_the_document_says_the_limits_the_settings_give(make_app):

@@ -74,7 +74,9 @@ http {{
 
 def test_behind_a_real_nginx(nginx, broker, tmp_path):
     aid = new_account(broker)
-    collector = Collector(broker.servers, tmp_path, env={"COLLECTOR_PROXY_HOPS": "1"}).start()
+    token = "nginx-debug-token-0123456789"
+    collector = Collector(broker.servers, tmp_path, env={"COLLECTOR_PROXY_HOPS": "1",
+                                                         "COLLECTOR_DEBUG_TOKEN": token}).start()
     try:
         port = nginx(collector.port)
 
@@ -97,6 +99,11 @@ def test_behind_a_real_nginx(nginx, broker, tmp_path):
         conn.request("GET", "/metrics")
         assert conn.getresponse().status == 404
         conn.close()
+        for headers, status in (({}, 401), ({"Authorization": f"Bearer {token}"}, 200)):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)  # loopback: an internal network
+            conn.request("GET", f"/debug/{aid}/1/records", headers=headers)
+            assert conn.getresponse().status == status
+            conn.close()
         records = read_records(broker.servers, f"events.{aid}", count=2)
         ips = {r.key.decode(): json.loads(r.value)["context"]["ip"] for r in records}
         assert ips == {"plain": "127.0.0.2", "spoofed": "127.0.0.2"}
