@@ -77,6 +77,8 @@ def read_raw_body(req: Request, limit: int, timeout: int) -> bytes:
         data: bytes = environ["wsgi.input"].read(limit + 1 if length is None else length)
     except OSError:
         raise APIError(408, f"the body ended early or did not arrive within {timeout} ms") from None
+    except Exception as exc:  # noqa: BLE001 - the server's parse errors (gunicorn's ParseException)
+        raise APIError(400, f"the body's chunked encoding is malformed ({type(exc).__name__})") from None
     environ[BODY] = data
     if len(data) > limit:
         raise APIError(413, f"the body is larger than the limit of {limit} bytes")
@@ -103,10 +105,12 @@ def peek(req: Request, size: int, timeout: int) -> tuple[bytes | None, int | Non
         return data, None if data is None else len(data)
     environ[BODY] = None
     length = req.content_length
+    if length is None and not environ.get("wsgi.input_terminated"):
+        return None, None  # a server that cannot tell where the body ends: it might never
     time_out(environ, timeout)
     try:
         data = environ["wsgi.input"].read(size if length is None else min(size, length))
-    except OSError:
+    except Exception:  # noqa: BLE001 - a body cut short or malformed: the excerpt is only missing
         return None, length
     return data, length
 

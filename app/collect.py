@@ -17,7 +17,7 @@ from .errors import APIError
 from .event import Limits, make_event, new_event_id
 from .ids import ID_MESSAGE, canonical_id
 from .registry import Registry, get_registry
-from .rejects import Rejects, get_rejects
+from .rejects import Refusal, Rejects, get_rejects
 from .vendors import Vendors, unregistered
 
 bp = Blueprint("collect", __name__)
@@ -153,10 +153,21 @@ def refusing(view: Callable[[str, str], Response]) -> Callable[[str, str], Respo
             return view(aid, tid)
         except APIError as exc:
             if exc.code is not None and 400 <= exc.code < 500:
-                get_view().rejects.refused(request, aid, tid, exc.code, exc.description or "", exc.errors)
+                get_view().rejects.refused(request, bucket(aid), aid, tid, exc.code,
+                                           [Refusal(exc.description or "", exc.errors)])
             raise
 
     return route
+
+
+def bucket(aid: str) -> str:
+    """Whose rate limit a reject counts against: the account's, by its one spelling; every id the
+    collector does not take (malformed, or not in the registry) shares one, so a caller cannot
+    get round the limit by changing the id."""
+    account, registry = canonical_id(aid), get_view().registry
+    if account is None or registry is not None and account not in registry.known.accounts:
+        return ""
+    return account
 
 
 @bp.post("/collect/<aid>/<tid>/event")
@@ -209,8 +220,8 @@ def track_batch(aid: str, tid: str) -> Response:
         return records_answer({**answer, "events": [shown(call.view.pipeline, e) for e in events]})
     if events:
         queue(call.view.pipeline, events)
-    for refusal in rejected:
-        index, errors = refusal["index"], refusal["errors"]
-        call.view.rejects.refused(call.request, aid, tid, 400, f"the event was not tracked: {_summary(errors)}",
-                                  errors, body[index], index)
+    if rejected:
+        call.view.rejects.refused(call.request, call.account, aid, tid, 400, [
+            Refusal(f"the event was not tracked: {_summary(r['errors'])}", r["errors"], r["index"], body[r["index"]])
+            for r in rejected])
     return jsonify(answer)

@@ -82,10 +82,11 @@ class Pipeline:
         metrics.count(metrics.ACCEPTED, len(events))
 
     def keep(self, records: list[Record]) -> bool:
-        """Append records other than events (rejects) to the log; whether it could keep them."""
+        """Append records other than events (rejects) to the log, only while it is less than half
+        full: the other half stays the events' (a Kafka outage fills it); whether it kept them."""
         if self._pid != os.getpid():
             self.start()
-        if self._closing:
+        if self._closing or self.log.held * 2 >= self.log.max_bytes:  # held: as last counted, read without lock
             return False
         try:
             self.log.append(records, sync=self.fsync_each)

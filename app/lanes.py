@@ -30,11 +30,11 @@ class Lanes:
 
     def __init__(self, settings: Settings, spool: Path, topics: Topics) -> None:
         self.topics = topics
-        self.dead_letters = DeadLetters(spool, settings.send_interval_ms / 1000, settings.dead_letter_max_bytes)
         self.max_held = settings.max_pending
         self.max_held_bytes = settings.max_pending_bytes
         self.lane_window = max(1, self.max_held // 4)  # in flight per topic: a stalled one keeps room for others
         self.interval_s = settings.send_interval_ms / 1000
+        self.dead_letters = DeadLetters(spool, self.interval_s, settings.dead_letter_max_bytes, settings.rejects_topic)
         self.stall_s = settings.kafka_delivery_timeout_ms / 1000
         self.max_block_s = settings.kafka_max_block_ms / 1000
         self.dead_after_s = settings.dead_letter_after_ms / 1000
@@ -167,8 +167,9 @@ class Lanes:
                     lane.failed(f"no acknowledgement for {now - sent:.0f} s", self.interval_s, now)
                 self.topics.forget(topic)
                 self.topics.ensure([topic])
-            others_fine = self.heard > lane.failing_since  # Kafka took something in a later pass
-            if lane.failing_since and lane.waiting and others_fine and now - lane.failing_since > self.dead_after_s:
+            given_up = topic == self.rejects_topic or (  # a reject is not owed delivery: dropped at a failure
+                self.heard > lane.failing_since and now - lane.failing_since > self.dead_after_s)  # others flow
+            if lane.failing_since and lane.waiting and given_up:
                 self._dead(lane, f"{lane.error}; failing for {now - lane.failing_since:.0f} s", now)
         if blocked and self.by_topic and answered > now - self.stall_s:
             lane = max(self.by_topic.values(), key=lambda lane: len(lane.waiting))
@@ -202,15 +203,24 @@ class DeadLetters:
     """Where the lanes put the records Kafka will not take, and the back-off while the disk will
     not take them either (full, out of descriptors): the sender never takes them again at once."""
 
-    def __init__(self, spool: Path, backoff_s: float, most: int) -> None:
+    def __init__(self, spool: Path, backoff_s: float, most: int, rejects_topic: str) -> None:
         self.spool = spool
+        self.rejects_topic = rejects_topic
         self.backoff_s = backoff_s
         self.most = most  # COLLECTOR_DEAD_LETTER_MAX_BYTES
         self.after = 0.0  # monotonic time before which none is tried: the last could not be written
 
     def take(self, lane: Lane, reason: str, now: float, entries: list[Entry] | None = None) -> list[Entry]:
         """Write ``entries`` (default: the lane's waiting records, taken from it) to the dead letters
-        and return them; or leave them waiting in the lane, which backs off, and return none."""
+        and return them; or leave them waiting in the lane, which backs off, and return none. The
+        rejects topic's records are returned and counted as dropped, never written: a reject is not
+        owed delivery, and neither the dead letters nor the log may fill with them."""
+        taken = list(lane.waiting) if entries is None else entries
+        if taken and taken[0].record.topic == self.rejects_topic:  # a lane holds one topic's records
+            if entries is None:
+                lane.waiting.clear()
+            metrics.REJECTS_DROPPED.inc(len(taken))
+            return taken
         if now >= self.after:
             buried = list(lane.waiting) if entries is None else entries
             if deadletter.bury(self.spool, [e.record for e in buried], reason, self.most):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from flask import Flask, Request, current_app
@@ -18,11 +18,22 @@ from .event import now_rfc3339
 from .segment import Record
 
 EXTENSION = "collector.rejects"
-KEY_CHARS = 64  # of an account id as sent, for its bucket: ids are at most 36 characters
+CHARS = 64  # of an id as sent, in the key and the record: ids are at most 36 characters
+TEXT = 1024  # of a message, a header or the field errors as JSON, in the record
+PEEK_MS = 1000  # the longest a refused request's unread body is waited for
+
+
+class Refusal(NamedTuple):
+    """One refused event: the request's, or a batch's item (its ``index`` and its JSON ``item``)."""
+
+    message: str
+    errors: dict[str, Any] | None
+    position: int | None = None  # its index in the batch
+    item: Any = None
 
 
 class Limiter:
-    """Token buckets: one for all of this worker's rejects, one per account id as sent. Each of
+    """Token buckets: one for all of this worker's rejects, one per account (``collect.bucket``). Each of
     the host's workers takes an equal share of the host's rates, so that together they publish
     no more than the settings allow; a bucket holds one second's share, or one reject at least."""
 
@@ -33,6 +44,7 @@ class Limiter:
         self.size, self.account_size = max(1.0, per_second), max(1.0, per_account)
         self._all = (self.size, 0.0)  # (tokens, when last counted)
         self._accounts: dict[str, tuple[float, float]] = {}
+        self._prune_at = 0.0
         self._lock = threading.Lock()  # the buckets: request threads (one in a sync worker, more in gthread)
 
     def take(self, account: str, now: float) -> bool:
@@ -48,7 +60,8 @@ class Limiter:
                 return False
             self._all = (total - 1, now)
             self._accounts[account] = (mine - 1, now)
-            if len(self._accounts) > self.MOST:  # only published rejects spend tokens: few buckets are not full
+            if len(self._accounts) > self.MOST and now >= self._prune_at:  # at most once a second: only
+                self._prune_at = now + 1.0  # published rejects spend tokens, so few buckets are not full
                 self._accounts = {a: b for a, b in self._accounts.items()
                                   if self._level(b, self.account_rate, self.account_size, now) < self.account_size}
             return True
@@ -66,30 +79,50 @@ class Rejects:
         share = 1 / settings.workers
         self.topic = settings.rejects_topic
         self.excerpt = settings.rejects_excerpt_bytes
-        self.timeout_ms = settings.body_timeout_ms
+        self.timeout_ms = min(settings.body_timeout_ms, PEEK_MS)
         self.limiter = Limiter(settings.rejects_per_second * share, settings.rejects_per_account * share)
 
-    def refused(self, req: Request, aid: str, tid: str, status: int, message: str,
-                errors: dict[str, Any] | None, item: Any = None, index: int | None = None) -> None:
-        """Publish what was refused, unless the rate limit samples it out or the log cannot keep it:
-        either way the caller's answer stays as it is."""
+    def refused(self, req: Request, bucket: str, aid: str, tid: str, status: int,
+                refusals: list[Refusal]) -> None:
+        """Publish what was refused (the request, or a batch's refused items), each unless the rate
+        limit for ``bucket`` (the account's) samples it out, in one append unless the log cannot
+        keep them. Either way the caller's answer stays as it is."""
         if req.args.get("validate") == "true":  # a check: its caller reads the answer, and nothing is queued
             return
-        if not self.limiter.take(aid[:KEY_CHARS], time.monotonic()):
-            metrics.count(metrics.REJECTS_SAMPLED_OUT)
+        now = time.monotonic()
+        kept = [refusal for refusal in refusals if self.limiter.take(bucket, now)]
+        metrics.count(metrics.REJECTS_SAMPLED_OUT, len(refusals) - len(kept))
+        if not kept:
             return
+        key = aid[:CHARS].encode(errors="replace")
+        records = [Record(self.topic, key, self.value(req, aid, tid, status, refusal), time.time()) for refusal in kept]
+        published = get_pipeline().keep(records)
+        metrics.count(metrics.REJECTS_PUBLISHED if published else metrics.REJECTS_DROPPED, len(kept))
+
+    def value(self, req: Request, aid: str, tid: str, status: int, refusal: Refusal) -> bytes:
+        """A reject's record value; every field a caller chooses is cut to its bound."""
         environ = req.environ
         record: dict[str, Any] = {
-            "received_at": now_rfc3339(), "aid": aid, "tid": tid, "path": environ.get("PATH_INFO"), "status": status,
-            "message": message, "errors": errors or None, "index": index, "user_agent": environ.get("HTTP_USER_AGENT"),
-            "origin": environ.get("HTTP_ORIGIN"), "ip": environ.get("REMOTE_ADDR")}
+            "received_at": now_rfc3339(), "aid": aid[:CHARS], "tid": tid[:CHARS], "path": req.path[:4 * CHARS],
+            "status": status, "message": refusal.message[:TEXT], "errors": refusal.errors or None,
+            "index": refusal.position, "user_agent": cut(environ.get("HTTP_USER_AGENT")),
+            "origin": cut(environ.get("HTTP_ORIGIN")), "ip": environ.get("REMOTE_ADDR")}
+        if len(errors := orjson.dumps(record["errors"])) > TEXT:  # an event of many bad fields
+            record["errors"] = {"_schema": [errors[:TEXT].decode(errors="replace") + "... (cut)"]}
         if self.excerpt:
-            data, size = (orjson.dumps(item), None) if index is not None else peek(req, self.excerpt, self.timeout_ms)
-            record["body"] = data[:self.excerpt].decode(errors="replace") if data is not None else None
-            record["body_bytes"] = len(data) if index is not None and data is not None else size
-        value = orjson.dumps(record, default=str)
-        kept = get_pipeline().keep([Record(self.topic, aid.encode(errors="replace"), value, time.time())])
-        metrics.count(metrics.REJECTS_PUBLISHED if kept else metrics.REJECTS_DROPPED)
+            if refusal.position is None:
+                data, size = peek(req, self.excerpt, self.timeout_ms)
+            else:
+                data = orjson.dumps(refusal.item)
+                size = len(data)
+            record["body"] = None if data is None else data[:self.excerpt].decode(errors="replace")
+            record["body_bytes"] = size
+        return orjson.dumps(record, default=str)
+
+
+def cut(value: str | None) -> str | None:
+    """A header's value, to its bound."""
+    return value if value is None or len(value) <= TEXT else value[:TEXT] + "... (cut)"
 
 
 def init_app(app: Flask) -> None:

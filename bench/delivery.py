@@ -106,9 +106,12 @@ def measure(server: Gunicorn, target: Target, seconds: int, hold_s: int, script:
     load(target, url, script, seconds)
     stop = time.monotonic()
     at_stop = events(scrape(url))
-    accepted = at_stop.get("accepted", 0) - before.get("accepted", 0)
     delivered_at_stop = at_stop.get("delivered", 0) - before.get("delivered", 0)
-    now = at_stop
+    # Each worker adds its counts to /metrics every COLLECTOR_SEND_INTERVAL_MS: the sender's may
+    # show events a worker has not counted as accepted yet. Counted once every worker has.
+    time.sleep(0.5)
+    now = events(scrape(url))
+    accepted = now.get("accepted", 0) - before.get("accepted", 0)
     while now.get("delivered", 0) - before.get("delivered", 0) < accepted and time.monotonic() < stop + 300:
         time.sleep(0.2)
         now = events(scrape(url))

@@ -7,10 +7,11 @@ import gzip
 
 import orjson
 import pytest
+from kafka.errors import InvalidRecordError, KafkaTimeoutError
 
 from app.rejects import Limiter
 from app.schemas import RejectSchema
-from tests.helpers import EVENT, metric, sent_by
+from tests.helpers import EVENT, metric, numbers, post_numbered, sent_by, settled, started
 
 BAD = {"object": "form", "vendor": "V", "product": "P", "instance_id": "i1", "note": "é"}
 
@@ -164,3 +165,94 @@ def test_the_record_is_the_one_the_openapi_document_describes(app, client):
     assert set(schema["required"]) == set(value) - {"body", "body_bytes"}
     assert "collector.rejects" in document["info"]["description"] and "Reject" in document["info"]["description"]
     assert RejectSchema().validate(value) == {}
+
+
+# -- what the review of the rejects stream found (/work/review-24.md) -----------------------------
+
+@pytest.mark.parametrize("error", [InvalidRecordError("refused for good"), KafkaTimeoutError("failing")])
+def test_rejects_kafka_will_not_take_are_dropped_never_dead_lettered_and_hold_nothing_back(make_app, tmp_path, error):
+    app = make_app(COLLECTOR_SPOOL_SEGMENT_BYTES=1024**2)
+    client, pipeline = started(app)
+    fake = pipeline.sender.producer
+    fake.refuse["collector.rejects"] = error
+    before = metric(client.get("/metrics").get_data(as_text=True), 'collector_rejects_total{outcome="dropped"}')
+    for n in range(5):
+        client.post("/collect/1/1/event", json=BAD)
+        assert post_numbered(client, n).status_code == 204
+    settled(pipeline)
+    assert numbers(fake) == list(range(5))
+    assert not (tmp_path / "spool" / "dead-letter").exists()
+    after = metric(client.get("/metrics").get_data(as_text=True), 'collector_rejects_total{outcome="dropped"}')
+    assert after - before == 5
+    assert pipeline.sender.backlog == 0, "nothing left unacknowledged in the log"
+
+
+def test_rejects_keep_to_the_first_half_of_the_log_and_events_have_the_rest(make_app):
+    app = make_app(COLLECTOR_SPOOL_MAX_BYTES=1024**2, COLLECTOR_REJECTS_EXCERPT_BYTES=65536,
+                   COLLECTOR_REJECTS_PER_SECOND=100_000, COLLECTOR_REJECTS_PER_ACCOUNT=100_000)
+    client, pipeline = started(app)
+    pipeline.sender.producer.mode = "hold"  # Kafka away: nothing leaves the log
+    big = orjson.dumps({**BAD, "padding": "x" * 60_000})
+    for _ in range(40):  # 40 x 60 KB would fill the log, were rejects not held to half of it
+        assert client.post("/collect/1/1/event", data=big, content_type="application/json").status_code == 400
+    assert pipeline.log.held <= 1024**2 // 2 + len(big) + 2048
+    padded = orjson.dumps({**EVENT, **{f"p{n}": "x" * 8000 for n in range(7)}})
+    for n in range(6):  # 6 x 56 KB more events still fit
+        assert client.post("/collect/1/1/event", data=padded, content_type="application/json").status_code == 204, n
+
+
+def test_every_field_a_caller_chooses_is_cut_to_its_bound(app, client):
+    client.post("/collect/" + "9" * 3000 + "/1/event", data=b"{}", content_type="application/json",
+                headers={"User-Agent": "u" * 20_000, "Origin": "https://" + "o" * 20_000})
+    [record] = rejects(app)
+    value = record["value"]
+    assert len(record["key"]) == 64 and len(value["aid"]) == 64 and len(value["path"]) <= 256
+    assert len(value["user_agent"]) < 1100 and len(value["origin"]) < 1100 and len(value["message"]) <= 1024
+    assert len(orjson.dumps(value)) < 6000
+
+
+def test_an_event_of_many_bad_fields_has_its_errors_cut(make_app):
+    app = make_app(COLLECTOR_MAX_FIELDS=1000)
+    body = {**EVENT, **{f"k{n}": {"deep": [[[[[[[[[[[1]]]]]]]]]]]} for n in range(10)}, "action": 5, "object": 6,
+            "vendor": 7, "product": 8, "instance_id": 9, "label": 10, "score": "x"}
+    app.test_client().post("/collect/1/1/event", json=body)
+    [value] = [r["value"] for r in rejects(app)]
+    assert len(orjson.dumps(value["errors"])) <= 1100
+
+
+def test_changing_the_account_id_does_not_get_round_the_account_limit(make_app, vendors_file):
+    app = make_app(COLLECTOR_REGISTRY=str(vendors_file), COLLECTOR_REJECTS_PER_SECOND=1000,
+                   COLLECTOR_REJECTS_PER_ACCOUNT=4, WEB_CONCURRENCY=1)
+    client = app.test_client()
+    for n in range(50):  # unregistered accounts, then malformed ids: one bucket for all of them
+        client.post(f"/collect/{1000 + n}/1/event", json=EVENT)
+        client.post(f"/collect/x{n}/1/event", json=EVENT)
+    for _ in range(10):
+        client.post("/collect/1/1/event", json=BAD)  # the registered account has its own
+    keys = [r["key"] for r in rejects(app)]
+    assert len([k for k in keys if k != "1"]) <= 4 + 1 and keys.count("1") >= 4
+
+
+def test_a_malformed_chunked_body_is_a_400_and_a_reject_not_a_500(make_app):
+    app = make_app()
+
+    class Broken:
+        def read(self, size: int = -1) -> bytes:
+            raise ValueError("Invalid chunk size")  # as gunicorn's ParseException: not an OSError
+
+    for path in ("/collect/1/1/event", "/collect/x/1/event"):
+        environ = {"wsgi.input": Broken(), "wsgi.input_terminated": True}
+        answer = app.test_client().post(path, headers={"Transfer-Encoding": "chunked"}, environ_overrides=environ)
+        assert answer.status_code in (400, 404), answer.get_data()
+    values = [r["value"] for r in rejects(app)]
+    assert [(v["status"], v["body"]) for v in values] == [(400, None), (404, None)]
+    assert values[0]["message"] == "the body's chunked encoding is malformed (ValueError)"
+
+
+def test_a_batch_s_refused_items_are_one_append(app, client, monkeypatch):
+    pipeline = app.extensions["collector.delivery"]
+    calls = []
+    keep = pipeline.keep
+    monkeypatch.setattr(pipeline, "keep", lambda records: calls.append(len(records)) or keep(records))
+    client.post("/collect/1/1/events", json=[BAD, EVENT, BAD, BAD])
+    assert calls == [3]
