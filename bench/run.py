@@ -60,6 +60,11 @@ def variants(baseline: str | None) -> list[Target]:
              # bare Flask at 8 workers: what more processes on these cores cost any app
              Target("reference, 8 workers", "bench.reference:app", single.path, False,
                     env=(("COLLECTOR_SENDER", "worker"), ("WEB_CONCURRENCY", "8")))]
+    if baseline:  # the commit before as it runs by default, beside the main table's collector and batches
+        batches = TARGETS[2]
+        found += [Target(f"{baseline}, by default", single.app, single.path, True, baseline=True),
+                  Target(f"{baseline}, batches of 50, by default", batches.app, batches.path, True, batches.body,
+                         batches.status, batches.events, baseline=True)]
     for workers in ("2", "8"):
         for accounts in (1, 1000):
             for sender in ("process", "host"):
