@@ -78,7 +78,7 @@ def read_raw_body(req: Request, limit: int, timeout: int) -> bytes:
     except OSError:
         raise APIError(408, f"the body ended early or did not arrive within {timeout} ms") from None
     except Exception as exc:  # noqa: BLE001 - the server's parse errors (gunicorn's ParseException)
-        raise APIError(400, f"the body's chunked encoding is malformed ({type(exc).__name__})") from None
+        raise APIError(400, f"the body could not be read: {type(exc).__name__}: {exc}") from None
     environ[BODY] = data
     if len(data) > limit:
         raise APIError(413, f"the body is larger than the limit of {limit} bytes")

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, current_app
 
+from .ids import ID_PATTERN
 from .parse import ConfigError as ConfigError  # the settings' error, where they are read
 from .parse import (
     Parse,
@@ -38,6 +40,7 @@ def setting(variable: str, default: str, parse: Parse, meaning: str) -> Any:
 
 
 MiB = 1024**2
+ID = re.compile(ID_PATTERN)  # any spelling of an id: events.007 is no rejects topic either
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,6 +134,14 @@ class Settings:
     log_format: str = setting("COLLECTOR_LOG_FORMAT", "text", one_of("text", "json"), "the log lines' format")
     bind: tuple[str, ...] = setting("COLLECTOR_BIND", "127.0.0.1:8000", listen, "gunicorn's listen address")
     workers: int = setting("WEB_CONCURRENCY", "2", whole(1, 64), "gunicorn's worker processes")
+
+    def __post_init__(self) -> None:
+        prefix, _, suffix = self.topic_template.partition("{aid}")
+        name = self.rejects_topic
+        middle = name[len(prefix):len(name) - len(suffix)]
+        if name.startswith(prefix) and name.endswith(suffix) and ID.fullmatch(middle):
+            raise ConfigError(f"COLLECTOR_REJECTS_TOPIC must not be an account's topic (COLLECTOR_TOPIC_TEMPLATE is "
+                              f"{self.topic_template}), got {name!r}")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

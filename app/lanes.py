@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from . import deadletter, metrics
 from .kafka_client import close_now, forget_topics, producer_broken, refused, with_metadata
 from .ledger import Entry, Lane
+from .logs import Throttle, plural
 from .topics import Topics
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from .segment import Record
 
 log = logging.getLogger(__name__)
+dropping = Throttle(log)  # rejects dropped: once a minute, with a count
 
 
 class Lanes:
@@ -220,6 +222,7 @@ class DeadLetters:
             if entries is None:
                 lane.waiting.clear()
             metrics.REJECTS_DROPPED.inc(len(taken))
+            dropping.warning("%s dropped, as Kafka would not take them (%s)", plural(len(taken), "reject"), reason)
             return taken
         if now >= self.after:
             buried = list(lane.waiting) if entries is None else entries

@@ -3,6 +3,7 @@
 Kafka; rate-limited, so a flood of bad requests floods neither Kafka nor the log."""
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any, NamedTuple
@@ -15,9 +16,11 @@ from .body import peek
 from .config import Settings, get_settings
 from .delivery import get_pipeline
 from .event import now_rfc3339
+from .logs import Throttle
 from .segment import Record
 
 EXTENSION = "collector.rejects"
+failing = Throttle(logging.getLogger(__name__))  # a bug met on every refusal: logged once a minute
 CHARS = 64  # of an id as sent, in the key and the record: ids are at most 36 characters
 TEXT = 1024  # of a message, a header or the field errors as JSON, in the record
 PEEK_MS = 1000  # the longest a refused request's unread body is waited for
@@ -87,6 +90,12 @@ class Rejects:
         """Publish what was refused (the request, or a batch's refused items), each unless the rate
         limit for ``bucket`` (the account's) samples it out, in one append unless the log cannot
         keep them. Either way the caller's answer stays as it is."""
+        try:
+            self._refused(req, bucket, aid, tid, status, refusals)
+        except Exception as exc:  # noqa: BLE001 - a bug here must not turn the caller's 4xx into a 500
+            failing.error("a reject could not be published: %r", exc)
+
+    def _refused(self, req: Request, bucket: str, aid: str, tid: str, status: int, refusals: list[Refusal]) -> None:
         if req.args.get("validate") == "true":  # a check: its caller reads the answer, and nothing is queued
             return
         now = time.monotonic()
@@ -107,7 +116,7 @@ class Rejects:
             "status": status, "message": refusal.message[:TEXT], "errors": refusal.errors or None,
             "index": refusal.position, "user_agent": cut(environ.get("HTTP_USER_AGENT")),
             "origin": cut(environ.get("HTTP_ORIGIN")), "ip": environ.get("REMOTE_ADDR")}
-        if len(errors := orjson.dumps(record["errors"])) > TEXT:  # an event of many bad fields
+        if len(errors := orjson.dumps(record["errors"], default=str)) > TEXT:  # an event of many bad fields
             record["errors"] = {"_schema": [errors[:TEXT].decode(errors="replace") + "... (cut)"]}
         if self.excerpt:
             if refusal.position is None:

@@ -68,6 +68,8 @@ def test_good_values(variable, raw, field, value):
     ("WEB_CONCURRENCY", "many", "WEB_CONCURRENCY must be a whole number, got 'many'"),
     ("WEB_CONCURRENCY", "0", "WEB_CONCURRENCY must be between 1 and 64, got 0"),
     ("COLLECTOR_REJECTS_TOPIC", "events.{aid}", "COLLECTOR_REJECTS_TOPIC must be a legal Kafka topic name"),
+    ("COLLECTOR_REJECTS_TOPIC", "events.007", "COLLECTOR_REJECTS_TOPIC must not be an account's topic"),
+    ("COLLECTOR_REJECTS_TOPIC", "events.0e9f1c1a-1b2c-4d5e-8f90-123456789abc", "must not be an account's topic"),
     ("COLLECTOR_REJECTS_PER_ACCOUNT", "0", "COLLECTOR_REJECTS_PER_ACCOUNT must be between 1 and 100000, got 0"),
     ("COLLECTOR_DEBUG_TOKEN", "secret", "COLLECTOR_DEBUG_TOKEN must be 16 to 256 visible ASCII characters"),
 ])

@@ -9,6 +9,8 @@ import orjson
 import pytest
 from kafka.errors import InvalidRecordError, KafkaTimeoutError
 
+from app import lanes
+from app.logs import Throttle
 from app.rejects import Limiter
 from app.schemas import RejectSchema
 from tests.helpers import EVENT, metric, numbers, post_numbered, sent_by, settled, started
@@ -170,7 +172,9 @@ def test_the_record_is_the_one_the_openapi_document_describes(app, client):
 # -- what the review of the rejects stream found (/work/review-24.md) -----------------------------
 
 @pytest.mark.parametrize("error", [InvalidRecordError("refused for good"), KafkaTimeoutError("failing")])
-def test_rejects_kafka_will_not_take_are_dropped_never_dead_lettered_and_hold_nothing_back(make_app, tmp_path, error):
+def test_rejects_kafka_will_not_take_are_dropped_never_dead_lettered_and_hold_nothing_back(make_app, tmp_path, error,
+                                                                                          caplog, monkeypatch):
+    monkeypatch.setattr(lanes, "dropping", Throttle(lanes.log))  # logged once a minute: this test's own
     app = make_app(COLLECTOR_SPOOL_SEGMENT_BYTES=1024**2)
     client, pipeline = started(app)
     fake = pipeline.sender.producer
@@ -185,6 +189,17 @@ def test_rejects_kafka_will_not_take_are_dropped_never_dead_lettered_and_hold_no
     after = metric(client.get("/metrics").get_data(as_text=True), 'collector_rejects_total{outcome="dropped"}')
     assert after - before == 5
     assert pipeline.sender.backlog == 0, "nothing left unacknowledged in the log"
+    assert "dropped, as Kafka would not take them" in caplog.text
+
+
+def test_a_reject_that_cannot_be_made_leaves_the_answer_as_it_is(app, client, monkeypatch, caplog):
+    def broken(*args: object) -> bytes:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(app.extensions["collector.rejects"], "value", broken)
+    answer = client.post("/collect/1/1/event", json=BAD)
+    assert answer.status_code == 400 and answer.get_json()["errors"] == {"action": ["is required"]}
+    assert "a reject could not be published: RuntimeError('a bug')" in caplog.text
 
 
 def test_rejects_keep_to_the_first_half_of_the_log_and_events_have_the_rest(make_app):
@@ -246,7 +261,7 @@ def test_a_malformed_chunked_body_is_a_400_and_a_reject_not_a_500(make_app):
         assert answer.status_code in (400, 404), answer.get_data()
     values = [r["value"] for r in rejects(app)]
     assert [(v["status"], v["body"]) for v in values] == [(400, None), (404, None)]
-    assert values[0]["message"] == "the body's chunked encoding is malformed (ValueError)"
+    assert values[0]["message"] == "the body could not be read: ValueError: Invalid chunk size"
 
 
 def test_a_batch_s_refused_items_are_one_append(app, client, monkeypatch):
