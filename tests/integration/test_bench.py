@@ -68,3 +68,15 @@ def test_a_short_delivery_benchmark_reports_delivered_beside_accepted_and_the_la
     light, p50, p99 = (float(x) for x in single[6].split(", "))
     assert light > 0 and 0 < p50 <= p99, run.stdout  # the latency at half speed, from the collector's histogram
     assert single[7].split(", ")[1] in ("steady", "grew") and batches[6] == "-", run.stdout
+
+
+def test_turns_prints_the_cpu_per_request_of_each_app_at_each_process_count() -> None:
+    """bench/turns.py in small: a row for each app and process count, with figures."""
+    run = subprocess.run([sys.executable, "bench/turns.py", "--requests", "600", "--workers", "1,3"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    rows = [line.split("|")[1:-1] for line in run.stdout.splitlines() if line.startswith("| collector")
+            or line.startswith("| reference")]
+    assert [(r[0].strip(), r[1].strip()) for r in rows] == [
+        ("collector", "1"), ("collector", "3"), ("reference", "1"), ("reference", "3")], run.stdout
+    assert all(float(r[2]) >= float(r[3]) > 0 for r in rows), run.stdout  # every thread's at least the request's
