@@ -13,10 +13,10 @@ from flask import Request
 from .errors import APIError
 
 FORM = "application/x-www-form-urlencoded"
-#: Content-Type values taken without parsing them (what curl, fetch and sendBeacon send).
 #: Where a request's environ keeps its body once read (inflated when it could be), for a reject's
 #: excerpt: None while a read failed.
 BODY = "collector.body"
+#: Content-Type values taken without parsing them (what curl, fetch and sendBeacon send).
 PLAIN_TYPES = frozenset({"", "application/json", "text/plain", "text/plain;charset=UTF-8",
                          "application/json; charset=utf-8", "application/json;charset=UTF-8"})
 

@@ -27,7 +27,7 @@ PEEK_MS = 1000  # the longest a refused request's unread body is waited for
 
 
 class Refusal(NamedTuple):
-    """One refused event: the request's, or a batch's item (its ``index`` and its JSON ``item``)."""
+    """One refused event: the request's, or a batch's item (its ``position`` and its JSON ``item``)."""
 
     message: str
     errors: dict[str, Any] | None
