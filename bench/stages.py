@@ -79,6 +79,15 @@ def role(pid: int) -> str:
     return "gunicorn's master and dirty arbiter"
 
 
+def main_thread_seconds(pid: int) -> float:
+    """User plus system CPU time of a process's main thread so far (0.0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def sample(pids: list[int], seconds: int, out: Path) -> list[subprocess.Popen[bytes]]:
     """py-spy on each of ``pids`` for ``seconds``, collapsed stacks into ``out``/<pid>.txt."""
     spy = str(Path(sys.executable).parent / "py-spy")
@@ -106,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--accounts", type=int, default=1, help="each request's account in turn among this many")
+    parser.add_argument("--no-profile", action="store_true", help="no py-spy: only each process's CPU per event")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="stages-"))
     body, status, path = ("EVENT", 204, "event") if not args.batch else (f"batch({args.batch})", 200, "events")
@@ -127,11 +137,13 @@ def main(argv: list[str] | None = None) -> int:
             wrk = subprocess.Popen(wrk_command(url, script, args.connections, args.seconds + 2),
                                    stdout=subprocess.PIPE, text=True)
             time.sleep(1)
-            before = {p: cpu_seconds(p) for p in pids}
-            spies = sample(pids, args.seconds, work)
-            for spy in spies:
+            before = {p: (cpu_seconds(p), main_thread_seconds(p)) for p in pids}
+            if args.no_profile:  # py-spy's own CPU on these cores weighs on the figures, the more processes the more
+                time.sleep(args.seconds)
+            for spy in [] if args.no_profile else sample(pids, args.seconds, work):
                 spy.wait()
-            used = {p: cpu_seconds(p) - before[p] for p in pids}
+            used = {p: cpu_seconds(p) - before[p][0] for p in pids}
+            requests = {p: main_thread_seconds(p) - before[p][1] for p in pids}  # a sync worker's requests
             cpu = sum(used.values())
             roles = {p: role(p) for p in pids}
             out, _ = wrk.communicate()
@@ -139,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
     events = wrk_figures(out)["ok"] * max(1, args.batch) * args.seconds / (args.seconds + 2)
     found = tally(work)
-    total = sum(found.values())
+    total = sum(found.values()) or 1
     kind = f"batches of {args.batch}" if args.batch else "single events"
     print(f"{kind}: {events / args.seconds:.0f} "
           f"events/s over {args.seconds} s; gunicorn's CPU {cpu:.1f} s, shared by {total} busy samples ({work})\n")
@@ -149,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| all | {cpu / events * 1e6:.1f} | 100 % |\n\n| process | CPU per event, µs |\n|---|---:|")
     for name in sorted(set(roles.values())):
         print(f"| {name} | {sum(u for p, u in used.items() if roles[p] == name) / events * 1e6:.1f} |")
+    web = [p for p in pids if roles[p] == "web workers"]
+    print(f"| web workers: the thread that serves requests | {sum(requests[p] for p in web) / events * 1e6:.1f} |")
+    print(f"| web workers: their other threads | {sum(used[p] - requests[p] for p in web) / events * 1e6:.1f} |")
     return 0
 
 
