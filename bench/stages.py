@@ -153,8 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     found = tally(work)
     total = sum(found.values()) or 1
     kind = f"batches of {args.batch}" if args.batch else "single events"
-    print(f"{kind}: {events / args.seconds:.0f} "
-          f"events/s over {args.seconds} s; gunicorn's CPU {cpu:.1f} s, shared by {total} busy samples ({work})\n")
+    shared = "" if args.no_profile else f", shared by {total} busy samples"
+    print(f"{kind}: {events / args.seconds:.0f} events/s over {args.seconds} s; gunicorn's CPU {cpu:.1f} s{shared}"
+          f" ({work})\n")
     print("| stage | CPU per event, µs | share |\n|---|---:|---:|")
     for stage, count in found.most_common():
         print(f"| {stage} | {cpu * count / total / events * 1e6:.1f} | {100 * count / total:.1f} % |")

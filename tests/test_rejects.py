@@ -4,6 +4,7 @@ rate-limited per account and in all."""
 from __future__ import annotations
 
 import gzip
+import time
 
 import orjson
 import pytest
@@ -109,9 +110,11 @@ def test_over_the_rate_rejects_are_sampled_out_and_counted(make_app):
     app = make_app(COLLECTOR_REJECTS_PER_SECOND=4, COLLECTOR_REJECTS_PER_ACCOUNT=100, WEB_CONCURRENCY=2)
     client = app.test_client()
     before = client.get("/metrics").get_data(as_text=True)
+    began = time.monotonic()
     for _ in range(50):
         client.post("/collect/1/1/event", json=BAD)
-    assert len(rejects(app)) <= 2 + 2, "this worker's share: 2 a second, a burst of 2, and the time taken"
+    took = time.monotonic() - began
+    assert len(rejects(app)) <= 2 + 2 * took, "this worker's share: a burst of 2, then 2 a second"
     after = client.get("/metrics").get_data(as_text=True)
     published = metric(after, 'collector_rejects_total{outcome="published"}') - metric(
         before, 'collector_rejects_total{outcome="published"}')
@@ -239,13 +242,16 @@ def test_changing_the_account_id_does_not_get_round_the_account_limit(make_app, 
     app = make_app(COLLECTOR_REGISTRY=str(vendors_file), COLLECTOR_REJECTS_PER_SECOND=1000,
                    COLLECTOR_REJECTS_PER_ACCOUNT=4, WEB_CONCURRENCY=1)
     client = app.test_client()
+    began = time.monotonic()
     for n in range(50):  # unregistered accounts, then malformed ids: one bucket for all of them
         client.post(f"/collect/{1000 + n}/1/event", json=EVENT)
         client.post(f"/collect/x{n}/1/event", json=EVENT)
+    took = time.monotonic() - began
     for _ in range(10):
         client.post("/collect/1/1/event", json=BAD)  # the registered account has its own
     keys = [r["key"] for r in rejects(app)]
-    assert len([k for k in keys if k != "1"]) <= 4 + 1 and keys.count("1") >= 4
+    assert len([k for k in keys if k != "1"]) <= 4 + 4 * took, "a burst of 4, then 4 a second, for them all"
+    assert keys.count("1") >= 4
 
 
 def test_a_malformed_chunked_body_is_a_400_and_a_reject_not_a_500(make_app):
