@@ -7,10 +7,15 @@ import logging
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from inotify_simple import INotify, flags
 
 log = logging.getLogger(__name__)
+# A woken pass begins this long after the one before at the soonest: an append after a quiet spell
+# is read at once, a busy log in bursts (each pass and each of kafka-python's requests costs the
+# sender CPU, and each wake-up of a process above the workers costs them their caches).
+PACE_MS = 10
 # The sender's own writes, which wake nothing. (Not a list of what workers write: a worker appends
 # through the descriptor it made its segment with, and inotify names that ".<segment>.tmp".)
 OWN = (".ack", "sender.lock")
@@ -19,12 +24,11 @@ OWN = (".ack", "sender.lock")
 class Wakeup:
     """A watch on the log's directory; owned by the sender thread."""
 
-    GATHER_MS = 2  # after the first append seen, wait this long for more: a busy log is read in bursts
-
     def __init__(self, directory: Path, stop: threading.Event) -> None:
         self.stop = stop
         self.created = False  # the last wait saw a segment made in the directory ...
         self.appended = False  # ... or any segment written to (False: it waited out its time)
+        self.paced = 0.0  # when the next pass may begin (monotonic)
         self.inotify = INotify()
         try:
             self.inotify.add_watch(directory, flags.MODIFY | flags.CREATE | flags.MOVED_TO)
@@ -43,19 +47,25 @@ class Wakeup:
             return None
 
     def wait(self, timeout_s: float) -> bool:
-        """Wait for an append, at most ``timeout_s``; True when the sender must stop instead.
-        ``created`` tells whether a segment was made meanwhile (the sender adopts it at once)."""
+        """Wait for an append, at most ``timeout_s``, and then for the pace; True when the sender
+        must stop instead. ``created`` tells whether a segment was made meanwhile (the sender adopts
+        it at once)."""
         self.created = self.appended = False
         deadline = time.monotonic() + timeout_s
         while not self.stop.is_set():
-            events = self.inotify.read(timeout=max(1, int((deadline - time.monotonic()) * 1000)),
-                                       read_delay=self.GATHER_MS)
-            appended = [e for e in events if not e.name.endswith(OWN)]
-            self.appended = bool(appended)
-            self.created = any(e.mask & (flags.CREATE | flags.MOVED_TO) for e in appended)
-            if appended or time.monotonic() >= deadline:
+            self._take(self.inotify.read(timeout=max(1, int((deadline - time.monotonic()) * 1000))))
+            if self.appended or time.monotonic() >= deadline:
                 break
+        rest = self.paced - time.monotonic()
+        if self.appended and rest > 0 and not self.stop.wait(rest):
+            self._take(self.inotify.read(timeout=0))  # what came meanwhile is read in this pass
+        self.paced = time.monotonic() + PACE_MS / 1000
         return self.stop.is_set()
+
+    def _take(self, events: list[Any]) -> None:
+        appended = [e for e in events if not e.name.endswith(OWN)]
+        self.appended = self.appended or bool(appended)
+        self.created = self.created or any(e.mask & (flags.CREATE | flags.MOVED_TO) for e in appended)
 
     def close(self) -> None:
         self.inotify.close()

@@ -3,7 +3,9 @@ actions, the schemas' properties (Hypothesis), and the limits on an event's size
 from __future__ import annotations
 
 import json
+import os
 import re
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from marshmallow import ValidationError
 
-from app.event import Limits, make_event, now_rfc3339
+from app.event import EventIds, Limits, make_event, now_rfc3339
 from tests.helpers import EVENT, REQUIRED, refused, sent_by
 
 
@@ -133,3 +135,22 @@ def test_received_at_is_now_in_utc_to_the_millisecond():
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", text)
     received = datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
     assert before - timedelta(milliseconds=1) <= received <= after
+
+
+def test_event_ids_are_random_uuids_and_a_forked_child_makes_its_own():
+    ids = EventIds()
+    made = [ids() for _ in range(EventIds.SIZE // 16 + 10)]  # past one read of the kernel's bytes
+    assert len(set(made)) == len(made)
+    assert all(uuid.UUID(i).version == 4 and uuid.UUID(i).variant == uuid.RFC_4122 for i in made)
+    ids()  # the bytes for the next ids are in hand: a child must not reuse them
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next ids, to the parent
+        os.write(write, " ".join(ids() for _ in range(3)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 4096).decode().split()
+    os.close(read)
+    parent = [ids() for _ in range(3)]
+    assert len(child) == 3 and not set(child) & set(parent)

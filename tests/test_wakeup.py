@@ -61,3 +61,41 @@ def test_the_senders_own_files_wake_nothing(tmp_path):
         assert wakeup.wait(LONG) is False and wakeup.appended and wakeup.created
     finally:
         wakeup.close()
+
+
+class Recorded(threading.Event):
+    """A stop event that records the pace waits and runs ``during`` in the first of them."""
+
+    def __init__(self, during) -> None:
+        super().__init__()
+        self.waits: list[float] = []
+        self.during = during
+
+    def wait(self, timeout=None):
+        self.waits.append(timeout)
+        if self.during:
+            self.during, during = None, self.during
+            during()
+        return False
+
+
+def test_a_busy_log_is_read_at_a_pace_and_what_came_meanwhile_in_the_same_pass(tmp_path):
+    first = Segment.create(tmp_path)
+    made = []
+    stop = Recorded(lambda: made.append(Segment.create(tmp_path)))  # a segment made while it waits
+    wakeup = Wakeup.of(tmp_path, stop)
+    assert wakeup is not None
+    try:
+        os.write(first.fd, encode_write([Record("events.1", b"k", b"{}")]))
+        assert wakeup.wait(LONG) is False and wakeup.appended
+        assert stop.waits == []  # the first append after a quiet spell is read at once
+        os.write(first.fd, encode_write([Record("events.1", b"k", b"{}")]))
+        assert wakeup.wait(LONG) is False and wakeup.appended
+        assert len(stop.waits) == 1 and 0 < stop.waits[0] <= wakeup_module.PACE_MS / 1000  # the rest of the pace
+        assert wakeup.created  # the segment made during the pace: adopted in this pass, not the next
+        assert wakeup.wait(0.01) is False and not wakeup.appended  # its event was taken: nothing is left over
+    finally:
+        wakeup.close()
+        os.close(first.fd)
+        for segment in made:
+            os.close(segment.fd)
