@@ -19,6 +19,9 @@ PACE_MS = 10
 # The sender's own writes, which wake nothing. (Not a list of what workers write: a worker appends
 # through the descriptor it made its segment with, and inotify names that ".<segment>.tmp".)
 OWN = (".ack", "sender.lock")
+# A segment made in the directory; an overflowed queue (more appends than the kernel keeps) may
+# have dropped one's event.
+NEW = flags.CREATE | flags.MOVED_TO | flags.Q_OVERFLOW
 
 
 class Wakeup:
@@ -65,7 +68,7 @@ class Wakeup:
     def _take(self, events: list[Any]) -> None:
         appended = [e for e in events if not e.name.endswith(OWN)]
         self.appended = self.appended or bool(appended)
-        self.created = self.created or any(e.mask & (flags.CREATE | flags.MOVED_TO) for e in appended)
+        self.created = self.created or any(e.mask & NEW for e in appended)
 
     def close(self) -> None:
         self.inotify.close()

@@ -146,8 +146,10 @@ def test_event_ids_are_random_uuids_and_a_forked_child_makes_its_own():
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: its next ids, to the parent
-        os.write(write, " ".join(ids() for _ in range(3)).encode())
-        os._exit(0)
+        try:
+            os.write(write, " ".join(ids() for _ in range(3)).encode())
+        finally:
+            os._exit(0)
     os.close(write)
     os.waitpid(pid, 0)
     child = os.read(read, 4096).decode().split()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import threading
 
+from inotify_simple import Event, flags
+
 from app import wakeup as wakeup_module
 from app.segment import Record, Segment, encode_write
 from app.wakeup import Wakeup
@@ -99,3 +101,13 @@ def test_a_busy_log_is_read_at_a_pace_and_what_came_meanwhile_in_the_same_pass(t
         os.close(first.fd)
         for segment in made:
             os.close(segment.fd)
+
+
+def test_an_overflowed_queue_counts_as_a_new_segment(tmp_path):
+    wakeup = Wakeup.of(tmp_path, threading.Event())
+    assert wakeup is not None
+    try:  # the kernel's queue was full: whatever it dropped may have been a segment's creation
+        wakeup._take([Event(wd=-1, mask=flags.Q_OVERFLOW, cookie=0, name="")])
+        assert wakeup.appended and wakeup.created
+    finally:
+        wakeup.close()
