@@ -3,10 +3,10 @@
 Issue 8 put the ceiling of single events at 0.94 of bare Flask: the collector of its day
 (``--ref``, served from a worktree) with a Kafka producer that costs nothing (its tests' fake,
 acknowledging at once), measured on a machine other work kept busy. This measures the same
-thing again, beside bare Flask and today's collector with and without its sender process, each
-on a fresh ``gunicorn -c gunicorn.conf.py`` (2 workers, the embedded broker), wrk at 16
-connections, the runs interleaved; it prints each one's median events/s, its share of bare
-Flask's, gunicorn's CPU per event and wrk's p99.
+thing again, beside bare Flask, that collector delivering to Kafka, and today's collector with
+and without its sender process, each on a fresh ``gunicorn -c gunicorn.conf.py`` (2 workers,
+the embedded broker), wrk at 16 connections, the runs interleaved; it prints each one's median
+events/s, its share of bare Flask's, gunicorn's CPU per event and wrk's p99.
 """
 from __future__ import annotations
 
@@ -50,6 +50,7 @@ def apps(ref: str, tree: Path) -> list[tuple[str, str, Path, dict[str, str]]]:
     return [
         ("bare Flask (bench/reference.py)", "bench.reference:app", ROOT, {"COLLECTOR_SENDER": "worker"}),
         (f"{ref} with a producer that costs nothing", "free_producer:app", tree, {}),
+        (f"{ref}, delivering to Kafka", "wsgi:app", tree, {}),
         ("the collector without its sender process (the request path alone)", "wsgi:app", ROOT,
          {"GUNICORN_CMD_ARGS": "--dirty-workers 0"}),
         ("the collector, delivering to Kafka", "wsgi:app", ROOT, {}),

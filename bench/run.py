@@ -71,9 +71,9 @@ def variants(baseline: str | None) -> list[Target]:
                 found.append(Target(f"sender {SENDERS[sender]}, {workers} workers, {accounts} account(s)", single.app,
                                     single.path, True, accounts=accounts,
                                     env=(("WEB_CONCURRENCY", workers), ("COLLECTOR_SENDER", sender))))
-            if baseline:  # a commit before the sender process: its default, one elected worker's thread
-                found.append(Target(f"{baseline}, {workers} workers, {accounts} account(s)", single.app, single.path,
-                                    True, accounts=accounts, baseline=True,
+            if baseline:  # the commit's sender thread in one worker (before the sender process, its default)
+                found.append(Target(f"{baseline}, sender {SENDERS['host']}, {workers} workers, {accounts} account(s)",
+                                    single.app, single.path, True, accounts=accounts, baseline=True,
                                     env=(("WEB_CONCURRENCY", workers), ("COLLECTOR_SENDER", "host"))))
     return found
 
