@@ -123,8 +123,8 @@ class EventIds:
     """Random (version 4) UUIDs, as ``uuid.uuid4`` makes them, from the kernel's random bytes read
     4 KiB at a time: one ``getrandom`` for 256 events rather than one each. Alone, ``uuid4``
     costs 2 µs; amid a request (a cold system call), the request took 4 to 6 µs more of its ~100
-    in the app with it than with these (bench/profile.md). A forked
-    child drops the bytes it was born with, so no two processes hand out the same ids."""
+    in the app with it than with these (bench/profile.md). A forked child drops the bytes it was
+    born with, so no two processes hand out the same ids."""
 
     SIZE = 4096
 
